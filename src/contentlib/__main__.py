@@ -1,0 +1,3 @@
+from contentlib.cli import main
+
+main()

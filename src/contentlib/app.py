@@ -1,0 +1,149 @@
+"""Builds the server: stores, services, the operation table, the HTTP front-end, and the background sweeper."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from contentlib import operations
+from contentlib.config import Settings
+from contentlib.protocols.rest import RestApi, errors_middleware, routes
+from contentlib.services.auth import Auth
+from contentlib.services.core import Core
+from contentlib.services.download_sessions import DownloadSessions
+from contentlib.services.libraries import Libraries
+from contentlib.services.update_sessions import UpdateSessions
+from contentlib.storage.fs import FileBlobStore
+from contentlib.storage.sqlite import SQLiteStore
+
+log = logging.getLogger("contentlib")
+
+_GC_EVERY = 60.0  # seconds between full orphan-blob scans (start-up always scans)
+_GC_GRACE = 60.0  # an unreferenced blob younger than this may belong to a request that has not recorded it yet
+
+
+class App:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = SQLiteStore(settings.db_path)
+        self.core = Core(settings, self.store, FileBlobStore(settings.blob_dir))
+        self.auth = Auth(self.core)
+        self.libraries = Libraries(self.core)
+        self.update_sessions = UpdateSessions(self.core, self.libraries)
+        self.download_sessions = DownloadSessions(self.core, self.libraries)
+        self.operations = operations.build(self)
+        self.rest = RestApi(self)
+        self._sweeper: asyncio.Task[None] | None = None
+        self._last_gc = 0.0
+
+    @staticmethod
+    def base_url(request: web.BaseRequest) -> str:
+        return f"{request.scheme}://{request.host}"
+
+    def web_app(self) -> web.Application:
+        app = web.Application(middlewares=[errors_middleware], client_max_size=self.settings.max_api_body)
+        app.add_routes(routes(self.rest))
+        app.on_startup.append(self._on_startup)
+        app.on_cleanup.append(self._on_cleanup)
+        return app
+
+    async def _on_startup(self, _app: web.Application) -> None:
+        await self.start()
+
+    async def _on_cleanup(self, _app: web.Application) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        self.update_sessions.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(sock_connect=30, sock_read=300))
+        await self.libraries.start()
+        await self.update_sessions.recover()
+        await self.collect_garbage(grace=0.0)
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        for live in list(self.core.live.values()):
+            if live.task is not None:
+                live.task.cancel()
+        if self.update_sessions.http is not None:
+            await self.update_sessions.http.close()
+        self.store.close()
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.sweep_interval)
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("sweep failed")
+
+    async def sweep(self) -> None:
+        """Expire idle ACTIVE sessions, delete finished ones after the retention period, forget idle API
+        sessions, and now and then delete orphaned blobs."""
+        now = time.time()
+        s = self.settings
+        busy = {sid for sid, _ in self.core.live}
+        for row in await self.store.expired_update_sessions(now - s.update_session_timeout):
+            if row["id"] not in busy:
+                await self.update_sessions.expire(row["id"])
+        for sid in await self.store.expired_download_sessions(now - s.update_session_timeout):
+            await self.download_sessions.expire(sid)
+        for sid in await self.store.ended_update_sessions(now - s.session_retention):
+            async with self.store.transaction():
+                blobs = await self.store.delete_update_session(sid)
+            await self.core.discard_blobs(blobs)
+        for sid in await self.store.ended_download_sessions(now - s.session_retention):
+            await self.store.delete_download_session(sid)
+        await self.auth.sweep()
+        if now - self._last_gc >= _GC_EVERY:
+            await self.collect_garbage()
+
+    async def collect_garbage(self, grace: float = _GC_GRACE) -> int:
+        """Delete blobs nothing references (left by a crash between writing a blob and recording it, or by
+        a request that died). The listing is taken before the references are read: a blob's row is always written
+        before the blob itself, so a blob in the listing whose row exists is seen as referenced."""
+        self._last_gc = time.time()
+        listing = list(self.core.blobs.list_ids())
+        referenced = await self.store.referenced_blobs()
+        removed = 0
+        for blob_id in listing:
+            if blob_id in referenced:
+                continue
+            path = self.core.blobs.path(blob_id)
+            with contextlib.suppress(OSError):
+                if grace and time.time() - path.stat().st_mtime < grace:
+                    continue
+                path.unlink()
+                removed += 1
+        if removed:
+            log.info("removed %d orphaned blob(s)", removed)
+        return removed
+
+
+def run(settings: Settings, ssl_context: Any = None) -> None:
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        pass
+    app = App(settings)
+    scheme = "https" if ssl_context else "http"
+    web.run_app(
+        app.web_app(),
+        host=settings.host,
+        port=settings.port,
+        ssl_context=ssl_context,
+        access_log=None,
+        print=lambda _: print(f"contentlib listening on {scheme}://{settings.host}:{settings.port}", flush=True),
+    )

@@ -1,0 +1,35 @@
+"""One Settings object: command-line flags > CONTENTLIB_* environment variables > these defaults (click does the
+precedence; see cli.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("contentlib-data")
+    host: str = "127.0.0.1"
+    port: int = 8443
+    http: bool = False
+    update_session_timeout: float = 300.0  # idle seconds before an ACTIVE update/download session expires
+    api_session_timeout: float = 1800.0  # idle seconds before an API session expires
+    sweep_interval: float = 10.0
+    session_retention: float = 3600.0  # seconds a finished session stays readable
+    max_api_body: int = 1024 * 1024
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "contentlib.sqlite3"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"--listen wants HOST:PORT, got {value!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)

@@ -1,0 +1,152 @@
+"""The vAPI structures we accept as input, named exactly as in types.json.
+
+Decoding a request body into one of these validates it in one pass; msgspec's error names the offending field
+(`... - at `$.warning_behavior[0].type``), which becomes the INVALID_ARGUMENT message. JSON `null` and a missing
+member both mean "unset" (REFERENCE.md §5). Results are built as plain dicts by the services, leaving unset
+optionals out, which is what the SDK expects.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+NonNegative = Annotated[int, Meta(ge=0)]
+
+WarningType = Literal[
+    "SELF_SIGNED_CERTIFICATE", "EXPIRED_CERTIFICATE", "NOT_YET_VALID_CERTIFICATE", "UNTRUSTED_CERTIFICATE"
+]
+UpdateSessionState = Literal["ACTIVE", "DONE", "ERROR", "CANCELED"]
+DownloadSessionState = Literal["ACTIVE", "CANCELED", "ERROR"]
+ChecksumAlgorithm = Literal["SHA1", "MD5", "SHA256", "SHA512"]
+SourceType = Literal["NONE", "PUSH", "PULL"]
+LibraryType = Literal["LOCAL", "SUBSCRIBED"]
+StorageBackingType = Literal["DATASTORE", "OTHER"]
+EndpointType = Literal["HTTPS", "DIRECT"]
+
+
+class LocalizableMessage(Struct, omit_defaults=True):
+    id: str
+    default_message: str
+    args: list[str]
+    params: dict[str, Any] | None = None
+    localized: str | None = None
+
+
+class WarningBehavior(Struct):
+    type: WarningType
+    ignored: bool
+
+
+class StorageBacking(Struct, omit_defaults=True):
+    type: StorageBackingType | None = None
+    datastore_id: str | None = None
+    storage_uri: str | None = None
+
+
+class LibraryModel(Struct, omit_defaults=True):
+    id: str | None = None
+    creation_time: datetime | None = None
+    description: str | None = None
+    last_modified_time: datetime | None = None
+    last_sync_time: datetime | None = None
+    name: str | None = None
+    storage_backings: list[StorageBacking] | None = None
+    type: LibraryType | None = None
+    optimization_info: dict[str, Any] | None = None
+    version: str | None = None
+    publish_info: dict[str, Any] | None = None
+    subscription_info: dict[str, Any] | None = None
+    server_guid: str | None = None
+    security_policy_id: str | None = None
+    unset_security_policy_id: bool | None = None
+    state_info: dict[str, Any] | None = None
+    configuration_info: dict[str, Any] | None = None
+
+
+class LibraryFindSpec(Struct, omit_defaults=True):
+    name: str | None = None
+    type: LibraryType | None = None
+    storage_backing: StorageBacking | None = None
+
+
+class ItemModel(Struct, omit_defaults=True):
+    id: str | None = None
+    library_id: str | None = None
+    content_version: str | None = None
+    creation_time: datetime | None = None
+    description: str | None = None
+    last_modified_time: datetime | None = None
+    last_sync_time: datetime | None = None
+    metadata_version: str | None = None
+    name: str | None = None
+    cached: bool | None = None
+    size: int | None = None
+    type: str | None = None
+    version: str | None = None
+    source_id: str | None = None
+    security_compliance: bool | None = None
+    certificate_verification_info: dict[str, Any] | None = None
+
+
+class ItemFindSpec(Struct, omit_defaults=True):
+    name: str | None = None
+    library_id: str | None = None
+    source_id: str | None = None
+    type: str | None = None
+    cached: bool | None = None
+
+
+class UpdateSessionModel(Struct, omit_defaults=True):
+    id: str | None = None
+    library_item_id: str | None = None
+    library_item_content_version: str | None = None
+    error_message: LocalizableMessage | None = None
+    client_progress: int | None = None
+    state: UpdateSessionState | None = None
+    expiration_time: datetime | None = None
+    preview_info: dict[str, Any] | None = None
+    warning_behavior: list[WarningBehavior] | None = None
+
+
+class DownloadSessionModel(Struct, omit_defaults=True):
+    id: str | None = None
+    library_item_id: str | None = None
+    library_item_content_version: str | None = None
+    error_message: LocalizableMessage | None = None
+    client_progress: int | None = None
+    state: DownloadSessionState | None = None
+    expiration_time: datetime | None = None
+
+
+class ChecksumInfo(Struct, omit_defaults=True):
+    checksum: str
+    algorithm: ChecksumAlgorithm | None = None
+
+
+class TransferEndpoint(Struct, omit_defaults=True):
+    uri: str
+    ssl_certificate_thumbprint: str | None = None
+    ssl_certificate: str | None = None
+
+
+class AddSpec(Struct, omit_defaults=True):
+    name: str
+    source_type: SourceType
+    source_endpoint: TransferEndpoint | None = None
+    size: NonNegative | None = None
+    checksum_info: ChecksumInfo | None = None
+
+
+def to_builtins(value: Any) -> Any:
+    """A Struct (or anything msgspec can encode) as plain JSON-ready values."""
+    return msgspec.to_builtins(value)
+
+
+def fmt_time(t: float) -> str:
+    """Datetimes on the wire: UTC, milliseconds, `Z` (what the SDK sends and parses)."""
+    d = datetime.fromtimestamp(t, UTC)
+    return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond // 1000:03d}Z"

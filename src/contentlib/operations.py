@@ -1,0 +1,476 @@
+"""The one operation table: (service id, operation) → handler, inputs, REST route and success status.
+
+Every wire protocol is a thin codec over this table; no rule of the API lives in a protocol. Service ids,
+operation names and parameter names are those of operations.json / the SDK, so a reader can hold each row against
+the contract. `kind` says where a parameter travels on /api:
+
+- path: a `{name}` segment of the route;  query: `?name=value`;  header: an HTTP header (`wire` names it);
+- body: the whole JSON body is this structure;  field: a member of a JSON object body (keep-alive, fail, ...);
+- dispatch: `?name=value`, or — as the official Python SDK sends it — a bare `?name` marker with the value as a
+  member of a JSON body on a GET (REFERENCE.md §1 item 3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+
+from contentlib.model import (
+    AddSpec,
+    DownloadSessionModel,
+    EndpointType,
+    ItemFindSpec,
+    ItemModel,
+    LibraryFindSpec,
+    LibraryModel,
+    UpdateSessionModel,
+)
+
+ParamKind = Literal["path", "query", "header", "body", "field", "dispatch"]
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: ParamKind
+    type: Any = str
+    required: bool = True
+    wire: str | None = None  # the query or header name when it differs from `name`
+
+
+@dataclass(frozen=True)
+class Operation:
+    service: str
+    name: str
+    method: str
+    path: str
+    action: str | None
+    params: tuple[Param, ...]
+    handler: Callable[..., Awaitable[Any]]
+    status: int  # on success
+    auth: bool = True  # needs a vmware-api-session-id
+
+    @property
+    def fields_type(self) -> type[msgspec.Struct] | None:
+        """The JSON-object body of an operation whose inputs are `field`/`dispatch` members."""
+        return _fields_type(self)
+
+    @property
+    def body_param(self) -> Param | None:
+        return next((p for p in self.params if p.kind == "body"), None)
+
+
+_fields_cache: dict[tuple[str, str], type[msgspec.Struct] | None] = {}
+
+
+def _fields_type(op: Operation) -> type[msgspec.Struct] | None:
+    key = (op.service, op.name)
+    if key not in _fields_cache:
+        members = [p for p in op.params if p.kind in ("field", "dispatch")]
+        _fields_cache[key] = (
+            msgspec.defstruct(
+                f"{op.service}.{op.name}.input",
+                [(p.name, p.type) if p.required else (p.name, p.type | None, None) for p in members],
+                omit_defaults=True,
+            )
+            if members
+            else None
+        )
+    return _fields_cache[key]
+
+
+def _p(name: str, kind: ParamKind, type_: Any = str, required: bool = True, wire: str | None = None) -> Param:
+    return Param(name, kind, type_, required, wire)
+
+
+TOKEN = _p("client_token", "header", str, False, "Client-Token")
+
+US = "com.vmware.content.library.item.update_session"
+USF = "com.vmware.content.library.item.updatesession.file"
+DS = "com.vmware.content.library.item.download_session"
+DSF = "com.vmware.content.library.item.downloadsession.file"
+ITEM = "com.vmware.content.library.item"
+LIB = "com.vmware.content.library"
+LOCAL = "com.vmware.content.local_library"
+SESSION = "com.vmware.cis.session"
+
+US_ID = _p("update_session_id", "path")
+DS_ID = _p("download_session_id", "path")
+ITEM_ID = _p("library_item_id", "path")
+LIB_ID = _p("library_id", "path")
+
+
+def build(app: Any) -> list[Operation]:
+    """The table, bound to the service objects of a running server (`app.App`)."""
+    auth, libs, us, ds = app.auth, app.libraries, app.update_sessions, app.download_sessions
+
+    async def local_get(ctx: Any, library_id: str) -> Any:
+        return await libs.get(ctx, library_id, local_only=True)
+
+    async def local_list(ctx: Any) -> Any:
+        return await libs.list_all(ctx, local_only=True)
+
+    async def local_update(ctx: Any, library_id: str, update_spec: LibraryModel) -> None:
+        await libs.update(ctx, library_id, update_spec, local_only=True)
+
+    async def local_delete(ctx: Any, library_id: str) -> None:
+        await libs.delete(ctx, library_id, local_only=True)
+
+    async def session_create(ctx: Any, authorization: str | None = None) -> str:
+        return str(await auth.login(authorization))
+
+    async def session_get(ctx: Any) -> Any:
+        return await auth.info(ctx.session_id)
+
+    async def session_delete(ctx: Any) -> None:
+        await auth.logout(ctx.session_id)
+
+    base = "/api/content"
+    O = Operation  # noqa: E741 - a table reads better with a short constructor
+    return [
+        O(
+            SESSION,
+            "create",
+            "POST",
+            "/api/session",
+            None,
+            (_p("authorization", "header", str, False, "Authorization"),),
+            session_create,
+            201,
+            auth=False,
+        ),
+        O(SESSION, "get", "GET", "/api/session", None, (), session_get, 200),
+        O(SESSION, "delete", "DELETE", "/api/session", None, (), session_delete, 204),
+        O(
+            LOCAL,
+            "create",
+            "POST",
+            f"{base}/local-library",
+            None,
+            (TOKEN, _p("create_spec", "body", LibraryModel)),
+            libs.create_local,
+            201,
+        ),
+        O(LOCAL, "get", "GET", f"{base}/local-library/{{library_id}}", None, (LIB_ID,), local_get, 200),
+        O(LOCAL, "list", "GET", f"{base}/local-library", None, (), local_list, 200),
+        O(
+            LOCAL,
+            "update",
+            "PATCH",
+            f"{base}/local-library/{{library_id}}",
+            None,
+            (LIB_ID, _p("update_spec", "body", LibraryModel)),
+            local_update,
+            204,
+        ),
+        O(LOCAL, "delete", "DELETE", f"{base}/local-library/{{library_id}}", None, (LIB_ID,), local_delete, 204),
+        O(LIB, "get", "GET", f"{base}/library/{{library_id}}", None, (LIB_ID,), libs.get, 200),
+        O(LIB, "list", "GET", f"{base}/library", None, (), libs.list_all, 200),
+        O(LIB, "find", "POST", f"{base}/library", "find", (_p("spec", "body", LibraryFindSpec),), libs.find, 200),
+        O(
+            LIB,
+            "update",
+            "PATCH",
+            f"{base}/library/{{library_id}}",
+            None,
+            (LIB_ID, _p("update_spec", "body", LibraryModel)),
+            libs.update,
+            204,
+        ),
+        O(
+            ITEM,
+            "create",
+            "POST",
+            f"{base}/library/item",
+            None,
+            (TOKEN, _p("create_spec", "body", ItemModel)),
+            libs.create_item,
+            201,
+        ),
+        O(ITEM, "get", "GET", f"{base}/library/item/{{library_item_id}}", None, (ITEM_ID,), libs.get_item, 200),
+        O(ITEM, "list", "GET", f"{base}/library/item", None, (_p("library_id", "dispatch"),), libs.list_items, 200),
+        O(
+            ITEM,
+            "find",
+            "POST",
+            f"{base}/library/item",
+            "find",
+            (_p("spec", "body", ItemFindSpec),),
+            libs.find_items,
+            200,
+        ),
+        O(
+            ITEM,
+            "update",
+            "PATCH",
+            f"{base}/library/item/{{library_item_id}}",
+            None,
+            (ITEM_ID, _p("update_spec", "body", ItemModel)),
+            libs.update_item,
+            204,
+        ),
+        O(
+            ITEM,
+            "delete",
+            "DELETE",
+            f"{base}/library/item/{{library_item_id}}",
+            None,
+            (ITEM_ID,),
+            libs.delete_item,
+            204,
+        ),
+        O(
+            f"{ITEM}.file",
+            "list",
+            "GET",
+            f"{base}/library/item/{{library_item_id}}/file",
+            None,
+            (ITEM_ID,),
+            libs.list_files,
+            200,
+        ),
+        O(
+            f"{ITEM}.file",
+            "get",
+            "GET",
+            f"{base}/library/item/{{library_item_id}}/file",
+            None,
+            (ITEM_ID, _p("name", "dispatch")),
+            libs.get_file,
+            200,
+        ),
+        O(
+            US,
+            "create",
+            "POST",
+            f"{base}/library/item/update-session",
+            None,
+            (TOKEN, _p("create_spec", "body", UpdateSessionModel)),
+            us.create,
+            201,
+        ),
+        O(US, "get", "GET", f"{base}/library/item/update-session/{{update_session_id}}", None, (US_ID,), us.get, 200),
+        O(
+            US,
+            "list",
+            "GET",
+            f"{base}/library/item/update-session",
+            None,
+            (_p("library_item_id", "query", str, False),),
+            us.list_ids,
+            200,
+        ),
+        O(
+            US,
+            "update",
+            "PATCH",
+            f"{base}/library/item/update-session/{{update_session_id}}",
+            None,
+            (US_ID, _p("update_spec", "body", UpdateSessionModel)),
+            us.update,
+            204,
+        ),
+        O(
+            US,
+            "delete",
+            "DELETE",
+            f"{base}/library/item/update-session/{{update_session_id}}",
+            None,
+            (US_ID,),
+            us.delete,
+            204,
+        ),
+        O(
+            US,
+            "complete",
+            "POST",
+            f"{base}/library/item/update-session/{{update_session_id}}",
+            "complete",
+            (US_ID,),
+            us.complete,
+            204,
+        ),
+        O(
+            US,
+            "cancel",
+            "POST",
+            f"{base}/library/item/update-session/{{update_session_id}}",
+            "cancel",
+            (US_ID,),
+            us.cancel,
+            204,
+        ),
+        O(
+            US,
+            "fail",
+            "POST",
+            f"{base}/library/item/update-session/{{update_session_id}}",
+            "fail",
+            (US_ID, _p("client_error_message", "field")),
+            us.fail,
+            204,
+        ),
+        O(
+            US,
+            "keep_alive",
+            "POST",
+            f"{base}/library/item/update-session/{{update_session_id}}",
+            "keep-alive",
+            (US_ID, _p("client_progress", "field", int, False)),
+            us.keep_alive,
+            204,
+        ),
+        O(
+            USF,
+            "add",
+            "POST",
+            f"{base}/library/item/update-session/{{update_session_id}}/file",
+            None,
+            (US_ID, _p("file_spec", "body", AddSpec)),
+            us.add_file,
+            201,
+        ),
+        O(
+            USF,
+            "list",
+            "GET",
+            f"{base}/library/item/update-session/{{update_session_id}}/file",
+            None,
+            (US_ID,),
+            us.list_files,
+            200,
+        ),
+        O(
+            USF,
+            "get",
+            "GET",
+            f"{base}/library/item/update-session/{{update_session_id}}/file/{{file_name}}",
+            None,
+            (US_ID, _p("file_name", "path")),
+            us.get_file,
+            200,
+        ),
+        O(
+            USF,
+            "remove",
+            "DELETE",
+            f"{base}/library/item/update-session/{{update_session_id}}/file/{{file_name}}",
+            None,
+            (US_ID, _p("file_name", "path")),
+            us.remove_file,
+            204,
+        ),
+        O(
+            USF,
+            "validate",
+            "POST",
+            f"{base}/library/item/update-session/{{update_session_id}}/file",
+            "validate",
+            (US_ID,),
+            us.validate,
+            200,
+        ),
+        O(
+            DS,
+            "create",
+            "POST",
+            f"{base}/library/item/download-session",
+            None,
+            (TOKEN, _p("create_spec", "body", DownloadSessionModel)),
+            ds.create,
+            201,
+        ),
+        O(
+            DS,
+            "get",
+            "GET",
+            f"{base}/library/item/download-session/{{download_session_id}}",
+            None,
+            (DS_ID,),
+            ds.get,
+            200,
+        ),
+        O(
+            DS,
+            "list",
+            "GET",
+            f"{base}/library/item/download-session",
+            None,
+            (_p("library_item_id", "query", str, False),),
+            ds.list_ids,
+            200,
+        ),
+        O(
+            DS,
+            "delete",
+            "DELETE",
+            f"{base}/library/item/download-session/{{download_session_id}}",
+            None,
+            (DS_ID,),
+            ds.delete,
+            204,
+        ),
+        O(
+            DS,
+            "keep_alive",
+            "POST",
+            f"{base}/library/item/download-session/{{download_session_id}}",
+            "keep-alive",
+            (DS_ID, _p("progress", "field", int, False)),
+            ds.keep_alive,
+            204,
+        ),
+        O(
+            DS,
+            "cancel",
+            "POST",
+            f"{base}/library/item/download-session/{{download_session_id}}",
+            "cancel",
+            (DS_ID,),
+            ds.cancel,
+            204,
+        ),
+        O(
+            DS,
+            "fail",
+            "POST",
+            f"{base}/library/item/download-session/{{download_session_id}}",
+            "fail",
+            (DS_ID, _p("client_error_message", "field")),
+            ds.fail,
+            204,
+        ),
+        O(
+            DSF,
+            "list",
+            "GET",
+            f"{base}/library/item/download-session/{{download_session_id}}/file",
+            None,
+            (DS_ID,),
+            ds.list_files,
+            200,
+        ),
+        O(
+            DSF,
+            "get",
+            "GET",
+            f"{base}/library/item/download-session/{{download_session_id}}/file",
+            None,
+            (DS_ID, _p("file_name", "dispatch")),
+            ds.get_file,
+            200,
+        ),
+        O(
+            DSF,
+            "prepare",
+            "POST",
+            f"{base}/library/item/download-session/{{download_session_id}}/file",
+            "prepare",
+            (DS_ID, _p("file_name", "field"), _p("endpoint_type", "field", EndpointType, False)),
+            ds.prepare,
+            200,
+        ),
+    ]

@@ -1,0 +1,253 @@
+"""The /api REST codec over the operation table, and the data-plane endpoints (/cls/data, /cls/download).
+
+This module only moves values between HTTP and the operations: it finds the operation for a request, decodes its
+inputs (reporting bad input as INVALID_ARGUMENT naming the field), calls the handler, and encodes the result or
+the error with the status the vendor's spec gives. It decides nothing about the API itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from aiohttp import web
+
+from contentlib import errors
+from contentlib.operations import Operation
+from contentlib.services.core import Ctx
+
+if TYPE_CHECKING:
+    from contentlib.app import App
+
+log = logging.getLogger("contentlib.rest")
+
+JSON = "application/json"
+_encode = msgspec.json.encode
+
+
+def error_response(e: errors.ApiError) -> web.Response:
+    return web.Response(status=e.status, body=_encode(e.to_rest()), content_type=JSON)
+
+
+@dataclass
+class _Route:
+    method: str
+    pattern: re.Pattern[str]
+    by_action: dict[str, Operation] = field(default_factory=dict)
+    dispatch: Operation | None = None  # the operation selected by a `?name`-style dispatch parameter
+    plain: Operation | None = None
+
+
+def _compile(path: str) -> re.Pattern[str]:
+    regex = re.sub(r"\{(\w+)\}", lambda m: f"(?P<{m[1]}>{'.+' if m[1] == 'file_name' else '[^/]+'})", path)
+    return re.compile(f"^{regex}$")
+
+
+class Router:
+    def __init__(self, operations: list[Operation]) -> None:
+        routes: dict[tuple[str, str], _Route] = {}
+        plain: dict[tuple[str, str], list[Operation]] = {}
+        for op in operations:
+            route = routes.setdefault((op.method, op.path), _Route(op.method, _compile(op.path)))
+            if op.action is not None:
+                route.by_action[op.action] = op
+            else:
+                plain.setdefault((op.method, op.path), []).append(op)
+        for key, ops in plain.items():
+            # Two operations on one method+path are told apart by a dispatch parameter (`?name`).
+            for op in ops:
+                if len(ops) > 1 and any(p.kind == "dispatch" for p in op.params):
+                    routes[key].dispatch = op
+                else:
+                    routes[key].plain = op
+        self.routes = list(routes.values())
+        # Literal paths first, so `/item/update-session` never matches `/item/{library_item_id}`.
+        self.routes.sort(key=lambda r: r.pattern.pattern.count("(?P<"))
+
+    def match(self, method: str, path: str, query: Any) -> tuple[Operation, dict[str, str]]:
+        path_matched = False
+        for route in self.routes:
+            m = route.pattern.match(path)
+            if m is None:
+                continue
+            path_matched = True
+            if route.method != method:
+                continue
+            action = query.get("action")
+            if action is not None:
+                op = route.by_action.get(action)
+                if op is None:
+                    raise errors.operation_not_found(
+                        f"The action '{action}' is not supported on {method} {path}.", action
+                    )
+                return op, m.groupdict()
+            if route.dispatch is not None:
+                key = next(p.wire or p.name for p in route.dispatch.params if p.kind == "dispatch")
+                if key in query or route.plain is None:
+                    return route.dispatch, m.groupdict()
+            if route.plain is not None:
+                return route.plain, m.groupdict()
+            raise errors.operation_not_found(f"{method} {path} needs an action (?action=...).")
+        if path_matched:
+            raise errors.operation_not_found(f"The method {method} is not supported on {path}.", method)
+        raise errors.operation_not_found(f"No operation is served at {method} {path}.", path)
+
+
+def _invalid(e: Exception) -> errors.ApiError:
+    if isinstance(e, msgspec.ValidationError):
+        return errors.invalid_argument(f"The request is not valid: {e}.", str(e))
+    return errors.invalid_argument(f"The request body is not valid JSON: {e}.", str(e))
+
+
+def _decode(body: bytes, type_: Any) -> Any:
+    try:
+        return msgspec.json.decode(body or b"{}", type=type_)
+    except (msgspec.ValidationError, msgspec.DecodeError) as e:
+        raise _invalid(e) from None
+
+
+def _convert(value: Any, type_: Any, name: str) -> Any:
+    if type_ is str and isinstance(value, str):
+        return value
+    try:
+        return msgspec.convert(value, type_, strict=False)
+    except msgspec.ValidationError as e:
+        raise errors.invalid_argument(f"The parameter {name} is not valid: {e}.", name) from None
+
+
+class RestApi:
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.router = Router(app.operations)
+        self.max_body = app.settings.max_api_body
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        if request.content_length is not None and request.content_length > self.max_body:
+            raise errors.invalid_argument(
+                f"The request body has {request.content_length} bytes; at most {self.max_body} are accepted."
+            )
+        if not request.body_exists:
+            return b""
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+            if size > self.max_body:
+                raise errors.invalid_argument(f"The request body exceeds {self.max_body} bytes.")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        try:
+            op, path_args = self.router.match(request.method, request.path, request.query)
+            ctx = await self._authenticate(request, op)
+            kwargs = await self._inputs(request, op, path_args)
+            result = await op.handler(ctx, **kwargs)
+        except errors.ApiError as e:
+            return error_response(e)
+        if op.status == 204:
+            return web.Response(status=204)
+        return web.Response(status=op.status, body=_encode(result), content_type=JSON)
+
+    async def _authenticate(self, request: web.Request, op: Operation) -> Ctx:
+        base_url = self.app.base_url(request)
+        if not op.auth:
+            return Ctx("", base_url)
+        sid = request.headers.get("vmware-api-session-id")
+        user = await self.app.auth.check(sid)
+        return Ctx(user, base_url, sid or "")
+
+    async def _inputs(self, request: web.Request, op: Operation, path_args: dict[str, str]) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {}
+        body = await self._read_body(request)
+        fields: dict[str, Any] = {}
+        fields_type = op.fields_type
+        if fields_type is not None:
+            fields = msgspec.structs.asdict(_decode(body, fields_type)) if body.strip() else {}
+        for p in op.params:
+            if p.kind == "path":
+                kwargs[p.name] = path_args[p.name]
+            elif p.kind == "body":
+                kwargs[p.name] = _decode(body, p.type)
+            elif p.kind == "header":
+                value = request.headers.get(p.wire or p.name)
+                if value is None and p.name == "client_token":
+                    value = request.query.get("client_token")  # the 8.0.2 spec's form
+                kwargs[p.name] = value
+            elif p.kind == "query":
+                value = request.query.get(p.wire or p.name)
+                kwargs[p.name] = None if value is None else _convert(value, p.type, p.name)
+            else:  # field, dispatch
+                value = request.query.get(p.wire or p.name) if p.kind == "dispatch" else None
+                if not value:  # a bare dispatch marker: the value is in the body (the SDK's form)
+                    value = fields.get(p.name)
+                if value is None and p.required:
+                    raise errors.invalid_argument(f"The parameter {p.name} is required.", p.name)
+                if value is not None:
+                    kwargs[p.name] = _convert(value, p.type, p.name)
+        return kwargs
+
+    # -- data plane --------------------------------------------------------------------------------------------
+    async def upload(self, request: web.Request) -> web.StreamResponse:
+        try:
+            await self.app.update_sessions.receive_upload(
+                request.match_info["token"],
+                request.match_info["name"],
+                request.content.iter_any(),
+                request.content_length,
+            )
+        except errors.ApiError as e:
+            return error_response(e)
+        return web.Response(status=200)
+
+    async def download(self, request: web.Request) -> web.StreamResponse:
+        try:
+            path, f = await self.app.download_sessions.open_download(
+                request.match_info["token"], request.match_info["name"]
+            )
+        except errors.ApiError as e:
+            return error_response(e)
+        response = web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
+        await response.prepare(request)
+        if request.method == "GET":
+            await self.app.download_sessions.record_download(f, response.content_length or 0)
+        return response
+
+    async def not_found(self, request: web.Request) -> web.StreamResponse:
+        return error_response(
+            errors.operation_not_found(f"No operation is served at {request.method} {request.path}.", request.path)
+        )
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except errors.ApiError as e:
+        return error_response(e)
+    except web.HTTPException as e:
+        if e.status >= 400:
+            error_type = {404: "OPERATION_NOT_FOUND", 405: "OPERATION_NOT_FOUND", 413: "INVALID_ARGUMENT"}.get(
+                e.status, "INVALID_REQUEST"
+            )
+            err = errors.ApiError(error_type, "com.vmware.vapi.rest.http", f"{e.reason}: {request.path}")
+            return web.Response(status=e.status, body=_encode(err.to_rest()), content_type=JSON)
+        raise
+    except Exception:
+        log.exception("unexpected error in %s %s", request.method, request.path)
+        return error_response(errors.internal("An internal error occurred; the server log has the details."))
+
+
+def routes(api: RestApi) -> list[web.RouteDef]:
+    return [
+        web.route("PUT", "/cls/data/{token}/{name:.+}", api.upload),
+        web.route("POST", "/cls/data/{token}/{name:.+}", api.upload),
+        web.get("/cls/download/{token}/{name:.+}", api.download),
+        web.route("*", "/api/{tail:.*}", api.handle),
+        web.route("*", "/api", api.handle),
+        web.route("*", "/{tail:.*}", api.not_found),
+    ]

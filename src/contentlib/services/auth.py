@@ -1,0 +1,128 @@
+"""Users and API sessions (`com.vmware.cis.session`).
+
+Passwords are argon2 hashes; verifying one costs tens of milliseconds, so it runs in a worker thread. Checking a
+session id happens on every request, so recent answers are kept in memory for a moment and `last_accessed` is
+written back to the database at most once per `_TOUCH_EVERY` seconds of a session's use.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from contentlib import errors
+from contentlib.model import fmt_time
+from contentlib.services.core import Core
+from contentlib.transfer import run_blocking
+
+_hasher = PasswordHasher()
+_DUMMY_HASH = _hasher.hash("timing-equaliser")
+_CACHE_SECONDS = 2.0
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def _verify(hash_: str, password: str) -> bool:
+    try:
+        return _hasher.verify(hash_, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+@dataclass
+class _Cached:
+    user: str
+    created: float
+    last_accessed: float
+    stored_last_accessed: float
+    checked: float
+
+
+class Auth:
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.cache: dict[str, _Cached] = {}
+        self.touch_every = min(30.0, core.settings.api_session_timeout / 10)
+
+    async def login(self, authorization: str | None) -> str:
+        """`POST /api/session` with Basic credentials → a new session id."""
+        user, password = _parse_basic(authorization)
+        row = await self.core.store.get_user(user)
+        ok = await run_blocking(_verify, row["password_hash"] if row else _DUMMY_HASH, password)
+        if not row or not ok:
+            raise errors.unauthenticated("Authentication failed: the user name or password is not valid.")
+        sid = secrets.token_hex(16)
+        now = self.core.now()
+        await self.core.store.create_api_session(sid, row["name"], now)
+        self.cache[sid] = _Cached(row["name"], now, now, now, now)
+        return sid
+
+    async def check(self, sid: str | None) -> str:
+        """The user behind a `vmware-api-session-id`, refreshing its idle timer; else UNAUTHENTICATED."""
+        if not sid:
+            raise errors.unauthenticated(
+                "This operation requires an authenticated session: send the vmware-api-session-id header."
+            )
+        now = self.core.now()
+        entry = self.cache.get(sid)
+        if entry is None or now - entry.checked > _CACHE_SECONDS:
+            row = await self.core.store.get_api_session(sid)
+            if row is None:
+                self.cache.pop(sid, None)
+                raise errors.unauthenticated("The session is not authenticated: unknown or expired session id.")
+            last = max(row["last_accessed"], entry.last_accessed if entry else 0.0)
+            entry = _Cached(row["user"], row["created"], last, row["last_accessed"], now)
+            self.cache[sid] = entry
+        if now - entry.last_accessed > self.core.settings.api_session_timeout:
+            await self.logout(sid)
+            raise errors.unauthenticated(
+                "The session is not authenticated: it expired after "
+                f"{self.core.settings.api_session_timeout:g} seconds without use."
+            )
+        entry.last_accessed = now
+        if now - entry.stored_last_accessed > self.touch_every:
+            entry.stored_last_accessed = now
+            await self.core.store.touch_api_session(sid, now)
+        return entry.user
+
+    async def info(self, sid: str) -> dict[str, Any]:
+        entry = self.cache[sid]
+        return {
+            "user": entry.user,
+            "created_time": fmt_time(entry.created),
+            "last_accessed_time": fmt_time(entry.last_accessed),
+        }
+
+    async def logout(self, sid: str) -> None:
+        self.cache.pop(sid, None)
+        await self.core.store.delete_api_session(sid)
+
+    async def sweep(self) -> None:
+        now = self.core.now()
+        for sid, entry in list(self.cache.items()):
+            if now - entry.last_accessed > self.core.settings.api_session_timeout:
+                self.cache.pop(sid, None)
+            elif entry.last_accessed > entry.stored_last_accessed:
+                entry.stored_last_accessed = entry.last_accessed
+                await self.core.store.touch_api_session(sid, entry.last_accessed)
+        await self.core.store.delete_idle_api_sessions(now - self.core.settings.api_session_timeout)
+
+
+def _parse_basic(authorization: str | None) -> tuple[str, str]:
+    if not authorization or not authorization.lower().startswith("basic "):
+        raise errors.unauthenticated("Authentication required: send user name and password with HTTP Basic.")
+    try:
+        user, sep, password = base64.b64decode(authorization[6:].strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        raise errors.unauthenticated("The Authorization header is not valid HTTP Basic.") from None
+    if not sep or not user:
+        raise errors.unauthenticated("The Authorization header is not valid HTTP Basic.")
+    return user, password

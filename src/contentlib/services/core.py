@@ -1,0 +1,109 @@
+"""What every service shares: the stores, the settings, the clock, and the small validation rules that more than
+one operation applies."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from contentlib import errors
+from contentlib.config import Settings
+from contentlib.model import fmt_time
+from contentlib.storage.fs import FileBlobStore
+from contentlib.storage.sqlite import SQLiteStore
+
+log = logging.getLogger("contentlib")
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """Who calls, and where they reached us (endpoint URIs are built from the request's scheme and host)."""
+
+    user: str
+    base_url: str
+    session_id: str = ""
+
+
+@dataclass
+class LiveTransfer:
+    """An upload or pull in progress in this process: its byte count for `File.Info.bytes_transferred`, and the
+    means to stop it when its session ends."""
+
+    bytes: int = 0
+    task: asyncio.Task[Any] | None = None
+    aborted: str | None = None  # why it must stop, once it must
+
+
+@dataclass
+class Core:
+    settings: Settings
+    store: SQLiteStore
+    blobs: FileBlobStore
+    live: dict[tuple[str, str], LiveTransfer] = field(default_factory=dict)
+
+    @staticmethod
+    def now() -> float:
+        return time.time()
+
+    @staticmethod
+    def new_id() -> str:
+        return str(uuid.uuid4())
+
+    @staticmethod
+    def new_token() -> str:
+        """An unguessable URL credential: 192 random bits."""
+        return secrets.token_urlsafe(24)
+
+    def expiration(self, last_activity: float) -> str:
+        return fmt_time(last_activity + self.settings.update_session_timeout)
+
+    def abort_transfers(self, session_id: str, reason: str) -> None:
+        for (sid, _name), live in list(self.live.items()):
+            if sid == session_id:
+                live.aborted = reason
+                if live.task is not None:
+                    live.task.cancel()
+
+    async def discard_blobs(self, blob_ids: list[str]) -> None:
+        """Delete blobs that lost their last reference (checked again: another row may share it)."""
+        for blob_id in blob_ids:
+            if not await self.store.is_blob_referenced(blob_id):
+                with contextlib.suppress(OSError):
+                    self.blobs.delete(blob_id)
+
+
+def check_client_token(token: str | None) -> str | None:
+    if token is None:
+        return None
+    try:
+        uuid.UUID(token)
+    except ValueError:
+        raise errors.invalid_argument(
+            f"The client_token '{token}' is not a UUID.", token, msg_id="com.vmware.content.client_token.invalid"
+        ) from None
+    return token.lower()
+
+
+def check_file_name(name: str) -> str:
+    if name in ("", ".", "..") or any(c in name for c in "/\\\0"):
+        raise errors.invalid_argument(
+            f"The file name {name!r} is not valid: it must not be empty, '.' or '..', nor contain '/', '\\' or NUL.",
+            name,
+            msg_id="com.vmware.content.file.invalid_name",
+        )
+    return name
+
+
+def message_json(msg_id: str, text: str, *args: object) -> str:
+    return json.dumps(errors.message(msg_id, text, *args))
+
+
+def load_json(text: str | None) -> Any:
+    return None if text is None else json.loads(text)

@@ -1,0 +1,370 @@
+"""Libraries (`com.vmware.content.library`, `.local_library`), items (`.library.item`) and item files
+(`.library.item.file`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from contentlib import errors
+from contentlib.model import (
+    ItemFindSpec,
+    ItemModel,
+    LibraryFindSpec,
+    LibraryModel,
+    StorageBacking,
+    fmt_time,
+    to_builtins,
+)
+from contentlib.services.core import Core, Ctx, check_client_token
+from contentlib.storage.sqlite import Row, TokenTaken, dumps
+
+_LIBRARY_EXTRA = ("optimization_info", "publish_info", "subscription_info", "security_policy_id", "configuration_info")
+_ITEM_NAME_MAX = 80
+_DESCRIPTION_MAX = 2000
+
+
+def _backing(b: StorageBacking) -> dict[str, Any]:
+    if b.type is None:
+        raise errors.invalid_argument("storage_backings[].type is required (DATASTORE or OTHER).")
+    if b.type == "DATASTORE" and b.storage_uri is not None:
+        raise errors.invalid_argument("storage_backings[].storage_uri is only valid when type is OTHER.")
+    if b.type == "OTHER" and b.datastore_id is not None:
+        raise errors.invalid_argument("storage_backings[].datastore_id is only valid when type is DATASTORE.")
+    return dict(to_builtins(b))
+
+
+class Libraries:
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.store = core.store
+        self.server_guid = ""
+
+    async def start(self) -> None:
+        guid = await self.store.get_meta("server_guid")
+        if guid is None:
+            guid = self.core.new_id()
+            await self.store.set_meta("server_guid", guid)
+        self.server_guid = guid
+
+    # -- rendering -------------------------------------------------------------------------------------------
+    def library_model(self, row: Row) -> dict[str, Any]:
+        model: dict[str, Any] = {
+            "id": row["id"],
+            "name": row["name"],
+            "description": row["description"],
+            "type": row["type"],
+            "storage_backings": json.loads(row["storage_backings"]),
+            "creation_time": fmt_time(row["created"]),
+            "last_modified_time": fmt_time(row["modified"]),
+            "version": str(row["version"]),
+            "server_guid": self.server_guid,
+            "state_info": {"state": "ACTIVE"},
+        }
+        model.update(json.loads(row["extra"]))
+        return model
+
+    # -- libraries -----------------------------------------------------------------------------------------
+    async def _library(self, library_id: str) -> Row:
+        row = await self.store.get_library(library_id)
+        if row is None:
+            raise errors.not_found("library", library_id)
+        return row
+
+    async def create_local(self, ctx: Ctx, create_spec: LibraryModel, client_token: str | None = None) -> str:
+        token = check_client_token(client_token)
+        if token is not None and (row := await self.store.library_by_token(token)) is not None:
+            return str(row["id"])
+        if not create_spec.name:
+            raise errors.invalid_argument("The library name is required and must not be empty (create_spec.name).")
+        if create_spec.type not in (None, "LOCAL"):
+            raise errors.invalid_argument(f"A local library cannot be created with type {create_spec.type}.")
+        if not create_spec.storage_backings:
+            raise errors.invalid_argument("create_spec.storage_backings is required: give one storage backing.")
+        if len(create_spec.storage_backings) > 1:
+            raise errors.ApiError(
+                "UNSUPPORTED",
+                "com.vmware.content.library.multiple_storage_backings",
+                "A library supports exactly one storage backing.",
+            )
+        now = self.core.now()
+        extra = {k: v for k in _LIBRARY_EXTRA if (v := to_builtins(getattr(create_spec, k))) is not None}
+        lid = self.core.new_id()
+        try:
+            await self.store.insert_library(
+                {
+                    "id": lid,
+                    "name": create_spec.name,
+                    "description": create_spec.description or "",
+                    "type": "LOCAL",
+                    "storage_backings": dumps([_backing(b) for b in create_spec.storage_backings]),
+                    "extra": dumps(extra),
+                    "version": 1,
+                    "created": now,
+                    "modified": now,
+                    "client_token": token,
+                }
+            )
+        except TokenTaken:
+            row = await self.store.library_by_token(token or "")
+            assert row is not None
+            return str(row["id"])
+        return lid
+
+    async def get(self, ctx: Ctx, library_id: str, local_only: bool = False) -> dict[str, Any]:
+        row = await self._library(library_id)
+        if local_only and row["type"] != "LOCAL":
+            raise errors.ApiError(
+                "INVALID_ELEMENT_TYPE",
+                "com.vmware.content.library.not_local",
+                f"The library {library_id} is not a local library.",
+                library_id,
+            )
+        return self.library_model(row)
+
+    async def list_all(self, ctx: Ctx, local_only: bool = False) -> list[str]:
+        return [r["id"] for r in await self.store.list_libraries("LOCAL" if local_only else None)]
+
+    async def find(self, ctx: Ctx, spec: LibraryFindSpec) -> list[str]:
+        if spec.name is None and spec.type is None and spec.storage_backing is None:
+            raise errors.invalid_argument("The find spec is empty: give at least one of name, type, storage_backing.")
+        want_backing = to_builtins(spec.storage_backing) if spec.storage_backing else None
+        found = []
+        for row in await self.store.list_libraries(spec.type):
+            if spec.name is not None and row["name"].lower() != spec.name.lower():
+                continue
+            if want_backing is not None and not any(
+                all(b.get(k) == v for k, v in want_backing.items()) for b in json.loads(row["storage_backings"])
+            ):
+                continue
+            found.append(row["id"])
+        return found
+
+    async def update(self, ctx: Ctx, library_id: str, update_spec: LibraryModel, local_only: bool = False) -> None:
+        async with self.store.transaction():
+            row = await self._library(library_id)
+            if local_only and row["type"] != "LOCAL":
+                raise errors.ApiError(
+                    "INVALID_ELEMENT_TYPE",
+                    "com.vmware.content.library.not_local",
+                    f"The library {library_id} is not a local library.",
+                    library_id,
+                )
+            if update_spec.version is not None and update_spec.version != str(row["version"]):
+                text = (
+                    f"The library {library_id} was changed concurrently: version {update_spec.version} was given, "
+                    f"the current version is {row['version']}."
+                )
+                if local_only:
+                    raise errors.concurrent_change(text)
+                raise errors.invalid_argument(text)
+            if update_spec.name is not None and not update_spec.name:
+                raise errors.invalid_argument("The library name must not be empty (update_spec.name).")
+            fields: dict[str, Any] = {}
+            if update_spec.name is not None:
+                fields["name"] = update_spec.name
+            if update_spec.description is not None:
+                fields["description"] = update_spec.description
+            extra = json.loads(row["extra"])
+            for k in _LIBRARY_EXTRA:
+                if (v := to_builtins(getattr(update_spec, k))) is not None:
+                    extra[k] = v
+            if update_spec.unset_security_policy_id:
+                extra.pop("security_policy_id", None)
+            fields["extra"] = dumps(extra)
+            fields["version"] = row["version"] + 1
+            fields["modified"] = self.core.now()
+            await self.store.update_library(library_id, fields)
+
+    async def delete(self, ctx: Ctx, library_id: str, local_only: bool = False) -> None:
+        blobs: list[str] = []
+        async with self.store.transaction():
+            row = await self._library(library_id)
+            if local_only and row["type"] != "LOCAL":
+                raise errors.ApiError(
+                    "INVALID_ELEMENT_TYPE",
+                    "com.vmware.content.library.not_local",
+                    f"The library {library_id} is not a local library.",
+                    library_id,
+                )
+            items = await self.store.list_items(library_id)
+            for item in items:
+                await self._check_no_active_session(item["id"])
+            for item in items:
+                blobs += await self.store.delete_item(item["id"])
+            await self.store.delete_library(library_id)
+        await self.core.discard_blobs(blobs)
+
+    # -- items ------------------------------------------------------------------------------------------------
+    def item_model(self, row: Row) -> dict[str, Any]:
+        model: dict[str, Any] = {
+            "id": row["id"],
+            "library_id": row["library_id"],
+            "name": row["name"],
+            "description": row["description"],
+            "content_version": str(row["content_version"]),
+            "metadata_version": str(row["metadata_version"]),
+            "version": str(row["version"]),
+            "creation_time": fmt_time(row["created"]),
+            "last_modified_time": fmt_time(row["modified"]),
+            "cached": True,
+            "size": row["size"],
+            "security_compliance": True,
+        }
+        if row["type"] is not None:
+            model["type"] = row["type"]
+        if row["source_id"] is not None:
+            model["source_id"] = row["source_id"]
+        return model
+
+    async def item(self, item_id: str) -> Row:
+        row = await self.store.get_item(item_id)
+        if row is None:
+            raise errors.not_found("library item", item_id)
+        return row
+
+    async def _check_no_active_session(self, item_id: str) -> None:
+        session = await self.store.active_update_session_for(item_id)
+        if session is not None:
+            raise errors.not_allowed(
+                f"The library item {item_id} has an ACTIVE update session {session['id']}; "
+                "complete or cancel it first.",
+                item_id,
+                session["id"],
+            )
+
+    @staticmethod
+    def _check_item_text(name: str | None, description: str | None, field: str) -> None:
+        if name is not None and not name.strip():
+            raise errors.invalid_argument(f"The library item name must not be empty ({field}.name).")
+        if name is not None and len(name) > _ITEM_NAME_MAX:
+            raise errors.invalid_argument(
+                f"The library item name is {len(name)} characters long; at most {_ITEM_NAME_MAX} are allowed "
+                f"({field}.name)."
+            )
+        if description is not None and len(description) > _DESCRIPTION_MAX:
+            raise errors.invalid_argument(
+                f"The description is {len(description)} characters long; at most {_DESCRIPTION_MAX} are allowed "
+                f"({field}.description)."
+            )
+
+    async def create_item(self, ctx: Ctx, create_spec: ItemModel, client_token: str | None = None) -> str:
+        token = check_client_token(client_token)
+        if token is not None and (row := await self.store.item_by_token(token)) is not None:
+            return str(row["id"])
+        if create_spec.library_id is None:
+            raise errors.invalid_argument("create_spec.library_id is required.")
+        if create_spec.name is None:
+            raise errors.invalid_argument("create_spec.name is required.")
+        self._check_item_text(create_spec.name, create_spec.description, "create_spec")
+        await self._library(create_spec.library_id)
+        now = self.core.now()
+        item_id = self.core.new_id()
+        clash = await self.store.insert_item(
+            {
+                "id": item_id,
+                "library_id": create_spec.library_id,
+                "name": create_spec.name,
+                "description": create_spec.description or "",
+                "type": create_spec.type or None,
+                "source_id": create_spec.source_id,
+                "version": 1,
+                "metadata_version": 1,
+                "content_version": 1,
+                "created": now,
+                "modified": now,
+                "client_token": token,
+            }
+        )
+        if clash == "token":
+            row = await self.store.item_by_token(token or "")
+            assert row is not None
+            return str(row["id"])
+        if clash == "name":
+            raise errors.already_exists(
+                f"An item named '{create_spec.name}' already exists in the library {create_spec.library_id}.",
+                create_spec.name,
+                create_spec.library_id,
+            )
+        return item_id
+
+    async def get_item(self, ctx: Ctx, library_item_id: str) -> dict[str, Any]:
+        return self.item_model(await self.item(library_item_id))
+
+    async def list_items(self, ctx: Ctx, library_id: str) -> list[str]:
+        await self._library(library_id)
+        return [r["id"] for r in await self.store.list_items(library_id)]
+
+    async def find_items(self, ctx: Ctx, spec: ItemFindSpec) -> list[str]:
+        if all(getattr(spec, f) is None for f in ("name", "library_id", "source_id", "type", "cached")):
+            raise errors.invalid_argument(
+                "The find spec is empty: give at least one of name, library_id, source_id, type, cached."
+            )
+        if spec.cached is False:
+            return []  # every item's files are on local storage
+        found = []
+        for row in await self.store.list_items(spec.library_id):
+            if spec.name is not None and row["name"].lower() != spec.name.lower():
+                continue
+            if spec.type is not None and (row["type"] or "").lower() != spec.type.lower():
+                continue
+            if spec.source_id is not None and row["source_id"] != spec.source_id:
+                continue
+            found.append(row["id"])
+        return found
+
+    async def update_item(self, ctx: Ctx, library_item_id: str, update_spec: ItemModel) -> None:
+        async with self.store.transaction():
+            row = await self.item(library_item_id)
+            if update_spec.version is not None and update_spec.version != str(row["version"]):
+                raise errors.invalid_argument(
+                    f"The library item {library_item_id} was changed concurrently: version {update_spec.version} was "
+                    f"given, the current version is {row['version']}."
+                )
+            self._check_item_text(update_spec.name, update_spec.description, "update_spec")
+            fields: dict[str, Any] = {}
+            if update_spec.name is not None:
+                fields["name"] = update_spec.name
+            if update_spec.description is not None:
+                fields["description"] = update_spec.description
+            if update_spec.type is not None:
+                fields["type"] = update_spec.type or None
+            if fields:
+                fields.update(
+                    version=row["version"] + 1, metadata_version=row["metadata_version"] + 1, modified=self.core.now()
+                )
+                if not await self.store.update_item(library_item_id, fields):
+                    raise errors.already_exists(
+                        f"An item named '{update_spec.name}' already exists in the library {row['library_id']}.",
+                        update_spec.name or "",
+                        row["library_id"],
+                    )
+
+    async def delete_item(self, ctx: Ctx, library_item_id: str) -> None:
+        async with self.store.transaction():
+            await self.item(library_item_id)
+            await self._check_no_active_session(library_item_id)
+            blobs = await self.store.delete_item(library_item_id)
+        await self.core.discard_blobs(blobs)
+
+    # -- item files ---------------------------------------------------------------------------------------------
+    @staticmethod
+    def file_info(row: Row) -> dict[str, Any]:
+        return {
+            "name": row["name"],
+            "size": row["size"],
+            "cached": True,
+            "version": str(row["version"]),
+            "checksum_info": {"algorithm": "SHA1", "checksum": row["sha1"]},
+        }
+
+    async def list_files(self, ctx: Ctx, library_item_id: str) -> list[dict[str, Any]]:
+        await self.item(library_item_id)
+        return [self.file_info(r) for r in await self.store.item_files(library_item_id)]
+
+    async def get_file(self, ctx: Ctx, library_item_id: str, name: str) -> dict[str, Any]:
+        await self.item(library_item_id)
+        row = await self.store.item_file(library_item_id, name)
+        if row is None:
+            raise errors.not_found("file", f"'{name}' of library item {library_item_id}")
+        return self.file_info(row)

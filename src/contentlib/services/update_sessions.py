@@ -1,0 +1,723 @@
+"""Update sessions (`com.vmware.content.library.item.update_session`) and their files
+(`...item.updatesession.file`): a transaction over one library item's files.
+
+Files are staged while the session is ACTIVE (each add gets a fresh upload token; each upload writes a fresh
+blob); `complete` publishes the session's view in one metadata transaction; `cancel`, `fail` and expiry end the
+session and discard what it staged, leaving the item exactly as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import ssl
+import urllib.parse
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+
+from contentlib import errors
+from contentlib.model import AddSpec, UpdateSessionModel, to_builtins
+from contentlib.services import preview
+from contentlib.services.core import (
+    Core,
+    Ctx,
+    LiveTransfer,
+    check_client_token,
+    check_file_name,
+    load_json,
+    log,
+    message_json,
+)
+from contentlib.services.libraries import Libraries
+from contentlib.storage.sqlite import Busy, Row, TokenTaken, dumps
+from contentlib.transfer import Receiver
+
+ACTIVE = "ACTIVE"
+_HEX_LENGTH = {"SHA1": 40, "MD5": 32, "SHA256": 64, "SHA512": 128}
+_PROGRESS_EVERY = 1.0  # seconds between progress writes (bytes_transferred, session activity) during a transfer
+
+
+class TransferFailed(Exception):
+    """A transfer that ended without a usable blob; `error` is what the uploader is told."""
+
+    def __init__(self, reason: str, error: errors.ApiError | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.error = error or errors.invalid_argument(reason, msg_id="com.vmware.content.updatesession.file.transfer")
+
+
+class UpdateSessions:
+    def __init__(self, core: Core, libraries: Libraries, http: aiohttp.ClientSession | None = None) -> None:
+        self.core = core
+        self.store = core.store
+        self.libraries = libraries
+        self.http = http
+
+    # -- rendering ------------------------------------------------------------------------------------------
+    async def session_model(self, row: Row) -> dict[str, Any]:
+        model: dict[str, Any] = {
+            "library_item_id": row["item_id"],
+            "library_item_content_version": str(row["content_version"]),
+            "client_progress": row["client_progress"],
+            "state": row["state"],
+            "expiration_time": self.core.expiration(row["last_activity"]),
+        }
+        if row["error_message"] is not None:
+            model["error_message"] = json.loads(row["error_message"])
+        behavior = load_json(row["warning_behavior"])
+        if behavior is not None:
+            model["warning_behavior"] = behavior
+        if row["state"] == ACTIVE:  # union rule: preview_info only while ACTIVE
+            model["preview_info"] = preview.preview_info(await self.store.session_files(row["id"]), behavior)
+        return model
+
+    def file_info(self, ctx: Ctx, row: Row) -> dict[str, Any]:
+        live = self.core.live.get((row["session_id"], row["name"]))
+        info: dict[str, Any] = {
+            "name": row["name"],
+            "source_type": row["source_type"],
+            "bytes_transferred": live.bytes if live and row["status"] == "TRANSFERRING" else row["bytes_transferred"],
+            "status": row["status"],
+            "keep_in_storage": bool(row["keep_in_storage"]),
+        }
+        if row["status"] == "READY":
+            info["size"] = row["size"]
+        if row["checksum"] is not None:
+            info["checksum_info"] = {"algorithm": row["checksum_algorithm"], "checksum": row["checksum"]}
+        elif row["status"] == "READY":
+            info["checksum_info"] = {"algorithm": "SHA1", "checksum": row["sha1"]}
+        if row["source_type"] == "PUSH":
+            quoted = urllib.parse.quote(row["name"], safe="")
+            info["upload_endpoint"] = {"uri": f"{ctx.base_url}/cls/data/{row['token']}/{quoted}"}
+        else:
+            info["source_endpoint"] = json.loads(row["source_endpoint"])
+        if row["status"] == "ERROR" and row["error_message"] is not None:
+            info["error_message"] = json.loads(row["error_message"])
+        return info
+
+    @staticmethod
+    def unchanged_file_info(row: Row) -> dict[str, Any]:
+        """A file of the item that the session leaves as it is."""
+        return {
+            "name": row["name"],
+            "source_type": "NONE",
+            "size": row["size"],
+            "bytes_transferred": row["size"],
+            "status": "READY",
+            "keep_in_storage": True,
+            "checksum_info": {"algorithm": "SHA1", "checksum": row["sha1"]},
+        }
+
+    # -- lookups and state rules ---------------------------------------------------------------------------------
+    async def session(self, sid: str) -> Row:
+        row = await self.store.get_update_session(sid)
+        if row is None:
+            raise errors.not_found("update session", sid)
+        return row
+
+    @staticmethod
+    def require_active(row: Row, operation: str) -> None:
+        if row["state"] != ACTIVE:
+            raise errors.not_allowed(
+                f"Cannot {operation} the update session {row['id']}: it is {row['state']}, not ACTIVE.",
+                row["id"],
+                row["state"],
+                msg_id="com.vmware.content.updatesession.not_active",
+            )
+
+    async def touch(self, sid: str) -> None:
+        await self.store.update_update_session(sid, {"last_activity": self.core.now()}, state=ACTIVE)
+
+    # -- update session operations ------------------------------------------------------------------------------
+    async def create(self, ctx: Ctx, create_spec: UpdateSessionModel, client_token: str | None = None) -> str:
+        token = check_client_token(client_token)
+        if token is not None and (row := await self.store.update_session_by_token(token)) is not None:
+            return str(row["id"])
+        if not create_spec.library_item_id:
+            raise errors.invalid_argument("create_spec.library_item_id is required: the item to update.")
+        behavior = to_builtins(create_spec.warning_behavior) if create_spec.warning_behavior is not None else []
+        async with self.store.transaction():
+            item = await self.libraries.item(create_spec.library_item_id)
+            sid = self.core.new_id()
+            now = self.core.now()
+            try:
+                await self.store.insert_update_session(
+                    {
+                        "id": sid,
+                        "item_id": item["id"],
+                        "user": ctx.user,
+                        "content_version": item["content_version"],
+                        "state": ACTIVE,
+                        "client_progress": 0,
+                        "error_message": None,
+                        "warning_behavior": dumps(behavior),
+                        "last_activity": now,
+                        "ended": None,
+                        "client_token": token,
+                    }
+                )
+            except TokenTaken:
+                row = await self.store.update_session_by_token(token or "")
+                assert row is not None
+                return str(row["id"])
+            except Busy:
+                other = await self.store.active_update_session_for(item["id"])
+                other_id = other["id"] if other else "?"
+                raise errors.resource_busy(
+                    f"The library item {item['id']} already has an ACTIVE update session ({other_id}); only one "
+                    "update session can be active per item.",
+                    item["id"],
+                    other_id,
+                ) from None
+        return sid
+
+    async def get(self, ctx: Ctx, update_session_id: str) -> dict[str, Any]:
+        return await self.session_model(await self.session(update_session_id))
+
+    async def list_ids(self, ctx: Ctx, library_item_id: str | None = None) -> list[str]:
+        if library_item_id is not None:
+            await self.libraries.item(library_item_id)
+        return await self.store.list_update_sessions(ctx.user, library_item_id)
+
+    async def update(self, ctx: Ctx, update_session_id: str, update_spec: UpdateSessionModel) -> None:
+        """PATCH: incremental; only `warning_behavior` is ever changed, and only while ACTIVE (seed page)."""
+        async with self.store.transaction():
+            row = await self.session(update_session_id)
+            self.require_active(row, "update")
+            fields: dict[str, Any] = {"last_activity": self.core.now()}
+            if update_spec.warning_behavior is not None:
+                fields["warning_behavior"] = dumps(to_builtins(update_spec.warning_behavior))
+            await self.store.update_update_session(update_session_id, fields, state=ACTIVE)
+
+    async def delete(self, ctx: Ctx, update_session_id: str) -> None:
+        async with self.store.transaction():
+            row = await self.session(update_session_id)
+            if row["state"] == ACTIVE:
+                raise errors.not_allowed(
+                    f"Cannot delete the update session {update_session_id}: it is ACTIVE; cancel or complete it first.",
+                    update_session_id,
+                    msg_id="com.vmware.content.updatesession.delete_active",
+                )
+            blobs = await self.store.delete_update_session(update_session_id)
+        await self.core.discard_blobs(blobs)
+
+    async def keep_alive(self, ctx: Ctx, update_session_id: str, client_progress: int | None = None) -> None:
+        async with self.store.transaction():
+            row = await self.session(update_session_id)
+            self.require_active(row, "keep alive")
+            fields: dict[str, Any] = {"last_activity": self.core.now()}
+            if client_progress is not None:
+                if not 0 <= client_progress <= 100:
+                    raise errors.invalid_argument(
+                        f"client_progress must be between 0 and 100, got {client_progress}.", client_progress
+                    )
+                if client_progress < row["client_progress"]:
+                    raise errors.invalid_argument(
+                        f"client_progress {client_progress} is below the current progress {row['client_progress']}.",
+                        client_progress,
+                        row["client_progress"],
+                    )
+                fields["client_progress"] = client_progress
+            await self.store.update_update_session(update_session_id, fields, state=ACTIVE)
+
+    async def cancel(self, ctx: Ctx, update_session_id: str) -> None:
+        await self._end(update_session_id, "cancel", "CANCELED", None)
+
+    async def fail(self, ctx: Ctx, update_session_id: str, client_error_message: str) -> None:
+        await self._end(
+            update_session_id,
+            "fail",
+            "ERROR",
+            message_json("com.vmware.content.updatesession.client_error", client_error_message),
+        )
+
+    async def expire(self, update_session_id: str) -> None:
+        timeout = self.core.settings.update_session_timeout
+        with contextlib.suppress(errors.ApiError):
+            await self._end(
+                update_session_id,
+                "expire",
+                "ERROR",
+                message_json(
+                    "com.vmware.content.updatesession.expired",
+                    f"The update session expired: no activity for {timeout:g} seconds.",
+                    timeout,
+                ),
+            )
+
+    async def _end(self, sid: str, operation: str, state: str, error_message: str | None) -> None:
+        """Move an ACTIVE session to a terminal state and discard everything it staged."""
+        now = self.core.now()
+        async with self.store.transaction():
+            row = await self.session(sid)
+            self.require_active(row, operation)
+            await self.store.update_update_session(
+                sid, {"state": state, "error_message": error_message, "ended": now}, state=ACTIVE
+            )
+            files = await self.store.session_files(sid)
+        self.core.abort_transfers(sid, f"the update session was {state.lower()}")
+        await self.core.discard_blobs([b for f in files for b in (f["blob_id"], f["pending_blob"]) if b])
+
+    async def complete(self, ctx: Ctx, update_session_id: str) -> None:
+        garbage: list[str] = []
+        blocked: list[str] = []
+        async with self.store.transaction():
+            row = await self.session(update_session_id)
+            self.require_active(row, "complete")
+            files = await self.store.session_files(update_session_id)
+            unready = [f"{f['name']} ({f['status']})" for f in files if f["op"] == "ADD" and f["status"] != "READY"]
+            if unready:
+                raise errors.not_allowed(
+                    f"Cannot complete the update session {update_session_id}: these files are not received "
+                    f"correctly: {', '.join(unready)}.",
+                    update_session_id,
+                    ", ".join(unready),
+                    msg_id="com.vmware.content.updatesession.files_not_ready",
+                )
+            behavior = load_json(row["warning_behavior"])
+            blocked = preview.blocking_warnings(preview.preview_warnings(files), behavior)
+            now = self.core.now()
+            if blocked:
+                text = (
+                    f"The update session {update_session_id} failed: the preview raised warnings that were not "
+                    f"ignored: {', '.join(blocked)}."
+                )
+                await self.store.update_update_session(
+                    update_session_id,
+                    {
+                        "state": "ERROR",
+                        "ended": now,
+                        "error_message": message_json(
+                            "com.vmware.content.updatesession.warnings_not_ignored", text, ", ".join(blocked)
+                        ),
+                    },
+                    state=ACTIVE,
+                )
+                garbage = [b for f in files for b in (f["blob_id"], f["pending_blob"]) if b]
+            else:
+                garbage = await self._publish(row, files, now)
+                await self.store.update_update_session(
+                    update_session_id, {"state": "DONE", "ended": now, "last_activity": now}, state=ACTIVE
+                )
+        await self.core.discard_blobs(garbage)
+        if blocked:
+            raise errors.not_allowed(
+                f"The update session {update_session_id} cannot complete: the preview raised warnings that were not "
+                f"ignored ({', '.join(blocked)}); the session is now in ERROR.",
+                update_session_id,
+                ", ".join(blocked),
+                msg_id="com.vmware.content.updatesession.warnings_not_ignored",
+            )
+
+    async def _publish(self, session: Row, files: list[Row], now: float) -> list[str]:
+        """Make the session's view the item's file list (inside the caller's transaction); return the blobs the
+        item no longer references."""
+        item_id = session["item_id"]
+        current = {f["name"]: f for f in await self.store.item_files(item_id)}
+        garbage: list[str] = []
+        changed = False
+        for f in files:
+            prev = current.get(f["name"])
+            if f["op"] == "REMOVE":
+                if prev is not None:
+                    await self.store.delete_item_file(item_id, f["name"])
+                    garbage.append(prev["blob_id"])
+                    changed = True
+                continue
+            if not f["keep_in_storage"]:
+                garbage.append(f["blob_id"])
+                continue
+            await self.store.put_item_file(
+                {
+                    "item_id": item_id,
+                    "name": f["name"],
+                    "blob_id": f["blob_id"],
+                    "size": f["size"],
+                    "sha1": f["sha1"],
+                    "version": prev["version"] + 1 if prev else 1,
+                }
+            )
+            if prev is not None:
+                garbage.append(prev["blob_id"])
+            changed = True
+        if changed:
+            item = await self.libraries.item(item_id)
+            await self.store.update_item(item_id, {"content_version": item["content_version"] + 1, "modified": now})
+        return garbage
+
+    # -- update-session file operations ------------------------------------------------------------------------
+    async def _view(self, sid: str) -> tuple[Row, dict[str, Row], dict[str, Row]]:
+        row = await self.session(sid)
+        staged = {f["name"]: f for f in await self.store.session_files(sid)}
+        current = {f["name"]: f for f in await self.store.item_files(row["item_id"])}
+        return row, staged, current
+
+    async def list_files(self, ctx: Ctx, update_session_id: str) -> list[dict[str, Any]]:
+        _, staged, current = await self._view(update_session_id)
+        infos = [self.unchanged_file_info(f) for name, f in current.items() if name not in staged]
+        infos += [self.file_info(ctx, f) for f in staged.values() if f["op"] == "ADD"]
+        return infos
+
+    async def get_file(self, ctx: Ctx, update_session_id: str, file_name: str) -> dict[str, Any]:
+        _, staged, current = await self._view(update_session_id)
+        f = staged.get(file_name)
+        if f is not None and f["op"] == "ADD":
+            return self.file_info(ctx, f)
+        if f is None and file_name in current:
+            return self.unchanged_file_info(current[file_name])
+        raise self._no_such_file(update_session_id, file_name)
+
+    @staticmethod
+    def _no_such_file(sid: str, name: str) -> errors.ApiError:
+        return errors.invalid_argument(
+            f"The update session {sid} has no file named '{name}'.",
+            sid,
+            name,
+            msg_id="com.vmware.content.updatesession.file.not_found",
+        )
+
+    def _check_add_spec(self, spec: AddSpec) -> tuple[str | None, str | None]:
+        check_file_name(spec.name)
+        if spec.source_type == "NONE":
+            raise errors.invalid_argument("file_spec.source_type must be PUSH or PULL to add a file.")
+        if spec.source_type == "PUSH" and spec.source_endpoint is not None:
+            raise errors.invalid_argument("file_spec.source_endpoint is only valid when source_type is PULL.")
+        if spec.source_type == "PULL":
+            if spec.source_endpoint is None:
+                raise errors.invalid_argument("file_spec.source_endpoint is required when source_type is PULL.")
+            uri = urllib.parse.urlsplit(spec.source_endpoint.uri)
+            if uri.scheme not in ("http", "https") or not uri.hostname:
+                raise errors.invalid_argument(
+                    f"file_spec.source_endpoint.uri '{spec.source_endpoint.uri}' is not supported: this server pulls "
+                    "from http and https URLs.",
+                    spec.source_endpoint.uri,
+                )
+            if spec.source_endpoint.ssl_certificate_thumbprint is not None:
+                _thumbprint(spec.source_endpoint.ssl_certificate_thumbprint)
+        if spec.checksum_info is None:
+            return None, None
+        algorithm = spec.checksum_info.algorithm or "SHA1"
+        checksum = spec.checksum_info.checksum.strip().lower()
+        if len(checksum) != _HEX_LENGTH[algorithm] or any(c not in "0123456789abcdef" for c in checksum):
+            raise errors.invalid_argument(
+                f"file_spec.checksum_info.checksum is not a {algorithm} checksum: expected "
+                f"{_HEX_LENGTH[algorithm]} hexadecimal digits.",
+                algorithm,
+            )
+        return algorithm, checksum
+
+    async def add_file(self, ctx: Ctx, update_session_id: str, file_spec: AddSpec) -> dict[str, Any]:
+        algorithm, checksum = self._check_add_spec(file_spec)
+        row = {
+            "session_id": update_session_id,
+            "name": file_spec.name,
+            "op": "ADD",
+            "source_type": file_spec.source_type,
+            "source_endpoint": dumps(to_builtins(file_spec.source_endpoint)) if file_spec.source_endpoint else None,
+            "token": self.core.new_token() if file_spec.source_type == "PUSH" else None,
+            "declared_size": file_spec.size,
+            "checksum_algorithm": algorithm,
+            "checksum": checksum,
+            "status": "WAITING_FOR_TRANSFER",
+            "bytes_transferred": 0,
+            "size": None,
+            "sha1": None,
+            "blob_id": None,
+            "pending_blob": None,
+            "error_message": None,
+            "keep_in_storage": 1,
+        }
+        async with self.store.transaction():
+            session = await self.session(update_session_id)
+            self.require_active(session, "add a file to")
+            replaced = await self.store.put_session_file(row)
+            await self.touch(update_session_id)
+        if (live := self.core.live.get((update_session_id, file_spec.name))) is not None:
+            live.aborted = "the file was added again"
+            if live.task is not None:
+                live.task.cancel()
+        await self.core.discard_blobs(replaced)
+        stored = await self.store.session_file(update_session_id, file_spec.name)
+        assert stored is not None
+        if file_spec.source_type == "PULL":
+            self._start_pull(stored)
+        return self.file_info(ctx, stored)
+
+    async def remove_file(self, ctx: Ctx, update_session_id: str, file_name: str) -> None:
+        async with self.store.transaction():
+            row, staged, current = await self._view(update_session_id)
+            self.require_active(row, "remove a file from")
+            f = staged.get(file_name)
+            if (f is None and file_name not in current) or (f is not None and f["op"] == "REMOVE"):
+                raise self._no_such_file(update_session_id, file_name)
+            if file_name in current:
+                replaced = await self.store.put_session_file(
+                    {
+                        "session_id": update_session_id,
+                        "name": file_name,
+                        "op": "REMOVE",
+                        "source_type": "NONE",
+                        "source_endpoint": None,
+                        "token": None,
+                        "declared_size": None,
+                        "checksum_algorithm": None,
+                        "checksum": None,
+                        "status": "READY",
+                        "bytes_transferred": 0,
+                        "size": None,
+                        "sha1": None,
+                        "blob_id": None,
+                        "pending_blob": None,
+                        "error_message": None,
+                        "keep_in_storage": 1,
+                    }
+                )
+            else:
+                replaced = [b for b in (f["blob_id"], f["pending_blob"]) if b] if f else []
+                await self.store.delete_session_file(update_session_id, file_name)
+            await self.touch(update_session_id)
+        if (live := self.core.live.get((update_session_id, file_name))) is not None:
+            live.aborted = "the file was removed"
+            if live.task is not None:
+                live.task.cancel()
+        await self.core.discard_blobs(replaced)
+
+    async def validate(self, ctx: Ctx, update_session_id: str) -> dict[str, Any]:
+        row = await self.session(update_session_id)
+        self.require_active(row, "validate")
+        await self.touch(update_session_id)
+        invalid = []
+        for f in await self.store.session_files(update_session_id):
+            if f["op"] == "ADD" and f["status"] == "ERROR":
+                invalid.append(
+                    {
+                        "name": f["name"],
+                        "error_message": load_json(f["error_message"])
+                        or {
+                            "id": "com.vmware.content.updatesession.file.error",
+                            "default_message": "The transfer failed.",
+                            "args": [],
+                        },
+                    }
+                )
+        missing: list[str] = []
+        return {"has_errors": bool(invalid or missing), "missing_files": missing, "invalid_files": invalid}
+
+    # -- the data plane: uploads (PUSH) and pulls (PULL) ----------------------------------------------------------
+    async def receive_upload(
+        self, token: str, name: str, chunks: AsyncIterator[bytes], content_length: int | None
+    ) -> None:
+        """Stream one PUSH upload into a new staged blob; the URL token is the credential."""
+        row = await self.store.session_file_by_token(token)
+        if row is None or row["name"] != name:
+            raise errors.not_found("upload endpoint", f"/cls/data/{token[:6]}…/{name}")
+        session = await self.session(row["session_id"])
+        self.require_active(session, "upload to")
+        declared = row["declared_size"]
+        if declared is not None and content_length is not None and content_length != declared:
+            reason = f"The upload of '{name}' carries {content_length} bytes but its declared size is {declared} bytes."
+            await self._set_file_error(row, None, reason)
+            raise errors.invalid_argument(
+                reason, name, content_length, declared, msg_id="com.vmware.content.updatesession.file.size_mismatch"
+            )
+        await self._transfer(row, chunks, content_length)
+
+    async def _transfer(self, row: Row, chunks: AsyncIterator[bytes], content_length: int | None) -> None:
+        sid, name = row["session_id"], row["name"]
+        blob_id = self.core.new_id()
+        async with self.store.transaction():
+            session = await self.session(sid)
+            self.require_active(session, "upload to")
+            started = await self.store.update_session_file(
+                sid,
+                name,
+                {"status": "TRANSFERRING", "pending_blob": blob_id, "bytes_transferred": 0, "error_message": None},
+                expect={"token": row["token"], "status": row["status"]} if row["token"] else {"status": row["status"]},
+            )
+            if not started:
+                raise errors.not_allowed(
+                    f"The file '{name}' is already being transferred, or was added again.",
+                    name,
+                    msg_id="com.vmware.content.updatesession.file.busy",
+                )
+            await self.touch(sid)
+        live = self.core.live.setdefault((sid, name), LiveTransfer())
+        if live.task is None:
+            live.task = asyncio.current_task()
+        declared = row["declared_size"]
+        algorithms = ["sha1"]
+        if row["checksum_algorithm"] not in (None, "SHA1"):
+            algorithms.append(row["checksum_algorithm"].lower())
+        receiver = Receiver(self.core.blobs.sink(blob_id), algorithms)
+        try:
+            try:
+                last_progress = self.core.now()
+                async for chunk in chunks:
+                    if declared is not None and receiver.size + len(chunk) > declared:
+                        raise TransferFailed(f"The file '{name}' is larger than its declared size of {declared} bytes.")
+                    await receiver.feed(chunk)
+                    live.bytes = receiver.size
+                    now = self.core.now()
+                    if now - last_progress >= min(_PROGRESS_EVERY, self.core.settings.update_session_timeout / 4):
+                        last_progress = now
+                        await self.store.update_session_file(
+                            sid, name, {"bytes_transferred": receiver.size}, expect={"pending_blob": blob_id}
+                        )
+                        await self.touch(sid)
+                size, digests = await receiver.finish()
+            except TransferFailed:
+                raise
+            except asyncio.CancelledError:
+                raise TransferFailed(
+                    f"The transfer of '{name}' was stopped: {live.aborted or 'request canceled'}.",
+                    errors.not_allowed(
+                        f"The transfer of '{name}' was stopped: {live.aborted or 'request canceled'}.", name
+                    ),
+                ) from None
+            except (TimeoutError, ConnectionError, aiohttp.ClientError) as e:
+                raise TransferFailed(
+                    f"The connection was lost while receiving '{name}' after {receiver.size} bytes "
+                    f"({e.__class__.__name__})."
+                ) from None
+            except OSError as e:
+                raise TransferFailed(
+                    f"Storing '{name}' failed after {receiver.size} bytes: {e.strerror or e}.",
+                    errors.ApiError(
+                        "UNABLE_TO_ALLOCATE_RESOURCE",
+                        "com.vmware.content.updatesession.file.storage",
+                        f"Storing '{name}' failed: {e.strerror or e}.",
+                        name,
+                    ),
+                ) from None
+            problem = self._check_received(row, content_length, size, digests)
+            if problem is not None:
+                self.core.blobs.delete(blob_id)
+                raise TransferFailed(problem)
+        except TransferFailed as failure:
+            await receiver.abort()
+            await self._set_file_error(row, blob_id, failure.reason)
+            raise failure.error from None
+        finally:
+            if self.core.live.get((sid, name)) is live:
+                del self.core.live[(sid, name)]
+        async with self.store.transaction():
+            session = await self.session(sid)
+            done = session["state"] == ACTIVE and await self.store.update_session_file(
+                sid,
+                name,
+                {
+                    "status": "READY",
+                    "size": size,
+                    "sha1": digests["sha1"],
+                    "blob_id": blob_id,
+                    "pending_blob": None,
+                    "bytes_transferred": size,
+                },
+                expect={"pending_blob": blob_id},
+            )
+            if done:
+                await self.touch(sid)
+        if not done:
+            await self.core.discard_blobs([blob_id])
+            raise errors.not_allowed(
+                f"The file '{name}' was received, but its session ended or the file was added "
+                "again meanwhile; it was discarded.",
+                name,
+            )
+        await self.core.discard_blobs([row["blob_id"]] if row["blob_id"] else [])
+
+    @staticmethod
+    def _check_received(row: Row, content_length: int | None, size: int, digests: dict[str, str]) -> str | None:
+        name = row["name"]
+        if content_length is not None and size != content_length:
+            return f"The upload of '{name}' ended after {size} of {content_length} bytes."
+        if row["declared_size"] is not None and size != row["declared_size"]:
+            return f"The file '{name}' has {size} bytes but its declared size is {row['declared_size']} bytes."
+        if row["checksum"] is not None:
+            got = digests["sha1" if row["checksum_algorithm"] == "SHA1" else row["checksum_algorithm"].lower()]
+            if got != row["checksum"]:
+                return (
+                    f"The {row['checksum_algorithm']} checksum of '{name}' is {got}, but the declared checksum is "
+                    f"{row['checksum']}."
+                )
+        return None
+
+    async def _set_file_error(self, row: Row, blob_id: str | None, reason: str) -> None:
+        expect = {"pending_blob": blob_id} if blob_id else {"token": row["token"]} if row["token"] else {}
+        await self.store.update_session_file(
+            row["session_id"],
+            row["name"],
+            {
+                "status": "ERROR",
+                "pending_blob": None,
+                "error_message": message_json("com.vmware.content.updatesession.file.transfer_failed", reason),
+            },
+            expect=expect,
+        )
+        if blob_id:
+            await self.core.discard_blobs([blob_id])
+
+    def _start_pull(self, row: Row) -> None:
+        live = LiveTransfer()
+        self.core.live[(row["session_id"], row["name"])] = live
+        live.task = asyncio.get_running_loop().create_task(self._pull(row))
+
+    async def _pull(self, row: Row) -> None:
+        endpoint = json.loads(row["source_endpoint"])
+        uri = endpoint["uri"]
+        try:
+            assert self.http is not None
+            async with self.http.get(uri, ssl=_pull_ssl(endpoint)) as resp:
+                if resp.status != 200:
+                    raise TransferFailed(
+                        f"Pulling '{row['name']}' from {uri} failed: HTTP {resp.status} {resp.reason}."
+                    )
+                await self._transfer(row, resp.content.iter_any(), resp.content_length)
+        except errors.ApiError:
+            pass  # _transfer recorded the error on the file
+        except asyncio.CancelledError:
+            await self._set_file_error(row, None, "The pull was stopped.")
+        except TransferFailed as failure:
+            await self._set_file_error(row, None, failure.reason)
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as e:
+            await self._set_file_error(row, None, f"Pulling '{row['name']}' from {uri} failed: {e}.")
+        except Exception:
+            log.exception("pull of %s failed", uri)
+            await self._set_file_error(row, None, f"Pulling '{row['name']}' from {uri} failed.")
+        finally:
+            key = (row["session_id"], row["name"])
+            if (live := self.core.live.get(key)) is not None and live.task is asyncio.current_task():
+                del self.core.live[key]
+
+    async def recover(self) -> None:
+        """At start-up: transfers that were running when the process stopped can never finish."""
+        for row in await self.store.interrupted_transfers():
+            await self._set_file_error(
+                row, row["pending_blob"], "The transfer was interrupted by a server restart; add the file again."
+            )
+
+
+def _thumbprint(text: str) -> bytes:
+    digest = text.replace(":", "").replace(" ", "")
+    try:
+        raw = bytes.fromhex(digest)
+    except ValueError:
+        raise errors.invalid_argument(f"ssl_certificate_thumbprint '{text}' is not hexadecimal.", text) from None
+    if len(raw) != 32:
+        raise errors.invalid_argument(
+            f"ssl_certificate_thumbprint '{text}' is not a SHA-256 thumbprint (32 bytes).", text
+        )
+    return raw
+
+
+def _pull_ssl(endpoint: dict[str, Any]) -> aiohttp.Fingerprint | ssl.SSLContext | bool:
+    if endpoint.get("ssl_certificate_thumbprint"):
+        return aiohttp.Fingerprint(_thumbprint(endpoint["ssl_certificate_thumbprint"]))
+    if endpoint.get("ssl_certificate"):
+        der = ssl.PEM_cert_to_DER_cert(endpoint["ssl_certificate"])
+        return aiohttp.Fingerprint(hashlib.sha256(der).digest())
+    return True

@@ -1,0 +1,273 @@
+"""Black-box fixtures: every test talks HTTP to a real `contentlib serve` process.
+
+`server` is one shared server per test worker (fast); `make_server(...)` starts a private one with its own
+data dir and settings (for restarts, expiry, and anything that must not see other tests' data).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+ADMIN_USER = "administrator@vsphere.local"
+ADMIN_PASSWORD = "Admin!23-test"
+# The vendor contract lives in ../shared/api beside the repository (also in CI).
+API_DIR = Path(__file__).resolve().parents[2] / "shared" / "api"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    """A `contentlib serve` child process on a free loopback port."""
+
+    def __init__(self, data_dir: Path, args: list[str] | None = None, env: dict[str, str] | None = None,
+                 http: bool = True) -> None:
+        self.data_dir = data_dir
+        self.args = list(args or [])
+        self.env = dict(env or {})
+        self.http = http
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir.parent / f"{data_dir.name}.log"
+
+    @property
+    def base(self) -> str:
+        return f"{'http' if self.http else 'https'}://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        env = dict(os.environ)
+        env.setdefault("CONTENTLIB_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        env.update(self.env)
+        cmd = [sys.executable, "-m", "contentlib", "serve", "--listen", f"127.0.0.1:{self.port}",
+               "--data-dir", str(self.data_dir)]
+        if self.http:
+            cmd.append("--http")
+        cmd += self.args
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                r = requests.get(self.base + "/api/session", timeout=1, verify=False)
+                if r.status_code == 401:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"server did not start in {timeout}s:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def restart(self, sig: int = signal.SIGTERM) -> None:
+        self.stop(sig)
+        self.start()
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-6000:]
+        except OSError:
+            return ""
+
+
+class Api:
+    """A thin `requests` client for /api with the session header, plus helpers for common set-up."""
+
+    def __init__(self, base: str, user: str = ADMIN_USER, password: str = ADMIN_PASSWORD,
+                 login: bool = True) -> None:
+        self.base = base
+        self.http = requests.Session()
+        self.http.verify = False
+        self.session_id: str | None = None
+        if login:
+            self.login(user, password)
+
+    # -- raw verbs -----------------------------------------------------------------------------------
+    def url(self, path: str) -> str:
+        return path if path.startswith("http") else self.base + path
+
+    def request(self, method: str, path: str, **kw: Any) -> requests.Response:
+        kw.setdefault("timeout", 60)
+        return self.http.request(method, self.url(path), **kw)
+
+    def get(self, path: str, **kw: Any) -> requests.Response:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, **kw: Any) -> requests.Response:
+        return self.request("POST", path, **kw)
+
+    def patch(self, path: str, **kw: Any) -> requests.Response:
+        return self.request("PATCH", path, **kw)
+
+    def put(self, path: str, **kw: Any) -> requests.Response:
+        return self.request("PUT", path, **kw)
+
+    def delete(self, path: str, **kw: Any) -> requests.Response:
+        return self.request("DELETE", path, **kw)
+
+    def login(self, user: str = ADMIN_USER, password: str = ADMIN_PASSWORD) -> str:
+        r = self.http.post(self.url("/api/session"), auth=(user, password), timeout=30)
+        assert r.status_code == 201, r.text
+        self.session_id = r.json()
+        self.http.headers["vmware-api-session-id"] = self.session_id
+        return self.session_id
+
+    # -- helpers that assert success -------------------------------------------------------------------
+    def create_library(self, name: str | None = None, **extra: Any) -> str:
+        spec: dict[str, Any] = {
+            "name": name or f"lib-{uuid.uuid4().hex[:8]}",
+            "type": "LOCAL",
+            "storage_backings": [{"type": "OTHER", "storage_uri": "file:///tmp/contentlib-test"}],
+        }
+        spec.update(extra)
+        r = self.post("/api/content/local-library", json=spec)
+        assert r.status_code == 201, r.text
+        return str(r.json())
+
+    def create_item(self, library_id: str | None = None, name: str | None = None, **extra: Any) -> str:
+        spec: dict[str, Any] = {"library_id": library_id or self.create_library(),
+                                "name": name or f"item-{uuid.uuid4().hex[:8]}"}
+        spec.update(extra)
+        r = self.post("/api/content/library/item", json=spec)
+        assert r.status_code == 201, r.text
+        return str(r.json())
+
+    def create_session(self, item_id: str | None = None, **extra: Any) -> str:
+        spec: dict[str, Any] = {"library_item_id": item_id or self.create_item()}
+        spec.update(extra)
+        r = self.post("/api/content/library/item/update-session", json=spec)
+        assert r.status_code == 201, r.text
+        return str(r.json())
+
+    def session(self, session_id: str) -> dict[str, Any]:
+        r = self.get(f"/api/content/library/item/update-session/{session_id}")
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    def add_file(self, session_id: str, name: str, data: bytes | None = None, checksum: str | None = "SHA1",
+                 **extra: Any) -> dict[str, Any]:
+        """Add a PUSH file; with `data`, declare its size and checksum (unless checksum=None)."""
+        spec: dict[str, Any] = {"name": name, "source_type": "PUSH"}
+        if data is not None:
+            spec["size"] = len(data)
+            if checksum:
+                spec["checksum_info"] = {"algorithm": checksum,
+                                         "checksum": hashlib.new(checksum.lower(), data).hexdigest()}
+        spec.update(extra)
+        r = self.post(f"/api/content/library/item/update-session/{session_id}/file", json=spec)
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    def upload(self, session_id: str, name: str, data: bytes, method: str = "PUT", **add: Any) -> None:
+        info = self.add_file(session_id, name, data, **add)
+        r = self.request(method, info["upload_endpoint"]["uri"], data=data)
+        assert r.status_code in (200, 201, 204), r.text
+
+    def complete(self, session_id: str) -> None:
+        r = self.post(f"/api/content/library/item/update-session/{session_id}?action=complete")
+        assert r.status_code == 204, r.text
+
+    def put_files(self, item_id: str, files: dict[str, bytes]) -> None:
+        """One whole update session that uploads `files` into the item and completes it."""
+        sid = self.create_session(item_id)
+        for name, data in files.items():
+            self.upload(sid, name, data)
+        self.complete(sid)
+
+    def item_files(self, item_id: str) -> dict[str, dict[str, Any]]:
+        r = self.get(f"/api/content/library/item/{item_id}/file")
+        assert r.status_code == 200, r.text
+        return {f["name"]: f for f in r.json()}
+
+    def download(self, item_id: str, name: str) -> bytes:
+        """Read a published file back through a download session."""
+        r = self.post("/api/content/library/item/download-session", json={"library_item_id": item_id})
+        assert r.status_code == 201, r.text
+        ds = r.json()
+        r = self.post(f"/api/content/library/item/download-session/{ds}/file?action=prepare",
+                      json={"file_name": name})
+        assert r.status_code == 200, r.text
+        info = r.json()
+        assert info["status"] == "PREPARED", info
+        r = self.get(info["download_endpoint"]["uri"])
+        assert r.status_code == 200, r.text
+        self.delete(f"/api/content/library/item/download-session/{ds}")
+        return r.content
+
+
+def assert_error(r: requests.Response, status: int, error_type: str, *words: str) -> dict[str, Any]:
+    """The vendor error shape: status, error_type, and a message that names the problem."""
+    assert r.status_code == status, f"{r.status_code} {r.text}"
+    assert r.headers.get("Content-Type", "").startswith("application/json"), r.headers
+    body = r.json()
+    assert body["error_type"] == error_type, body
+    assert isinstance(body["messages"], list) and body["messages"], body
+    for m in body["messages"]:
+        assert isinstance(m["id"], str) and m["id"]
+        assert isinstance(m["default_message"], str) and m["default_message"]
+        assert isinstance(m["args"], list)
+    text = " ".join(m["default_message"] for m in body["messages"]).lower()
+    for w in words:
+        assert w.lower() in text, f"{w!r} not in {text!r}"
+    return dict(body)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    srv = ServerProcess(tmp_path_factory.mktemp("shared") / "data")
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture()
+def make_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    started: list[ServerProcess] = []
+
+    def factory(args: list[str] | None = None, env: dict[str, str] | None = None, http: bool = True,
+                data_dir: Path | None = None, start: bool = True) -> ServerProcess:
+        srv = ServerProcess(data_dir or tmp_path / f"data{len(started)}", args, env, http)
+        started.append(srv)
+        if start:
+            srv.start()
+        return srv
+
+    yield factory
+    for srv in started:
+        srv.stop()
+
+
+@pytest.fixture()
+def api(server: ServerProcess) -> Api:
+    return Api(server.base)
