@@ -36,8 +36,9 @@ def free_port() -> int:
 class ServerProcess:
     """A `contentlib serve` child process on a free loopback port."""
 
-    def __init__(self, data_dir: Path, args: list[str] | None = None, env: dict[str, str] | None = None,
-                 http: bool = True) -> None:
+    def __init__(
+        self, data_dir: Path, args: list[str] | None = None, env: dict[str, str] | None = None, http: bool = True
+    ) -> None:
         self.data_dir = data_dir
         self.args = list(args or [])
         self.env = dict(env or {})
@@ -54,8 +55,16 @@ class ServerProcess:
         env = dict(os.environ)
         env.setdefault("CONTENTLIB_ADMIN_PASSWORD", ADMIN_PASSWORD)
         env.update(self.env)
-        cmd = [sys.executable, "-m", "contentlib", "serve", "--listen", f"127.0.0.1:{self.port}",
-               "--data-dir", str(self.data_dir)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "contentlib",
+            "serve",
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            "--data-dir",
+            str(self.data_dir),
+        ]
         if self.http:
             cmd.append("--http")
         cmd += self.args
@@ -104,11 +113,11 @@ class ServerProcess:
 class Api:
     """A thin `requests` client for /api with the session header, plus helpers for common set-up."""
 
-    def __init__(self, base: str, user: str = ADMIN_USER, password: str = ADMIN_PASSWORD,
-                 login: bool = True) -> None:
+    def __init__(self, base: str, user: str = ADMIN_USER, password: str = ADMIN_PASSWORD, login: bool = True) -> None:
         self.base = base
         self.http = requests.Session()
         self.http.verify = False
+        self.http.trust_env = False  # REQUESTS_CA_BUNDLE in the environment would override verify=False
         self.session_id: str | None = None
         if login:
             self.login(user, password)
@@ -156,8 +165,10 @@ class Api:
         return str(r.json())
 
     def create_item(self, library_id: str | None = None, name: str | None = None, **extra: Any) -> str:
-        spec: dict[str, Any] = {"library_id": library_id or self.create_library(),
-                                "name": name or f"item-{uuid.uuid4().hex[:8]}"}
+        spec: dict[str, Any] = {
+            "library_id": library_id or self.create_library(),
+            "name": name or f"item-{uuid.uuid4().hex[:8]}",
+        }
         spec.update(extra)
         r = self.post("/api/content/library/item", json=spec)
         assert r.status_code == 201, r.text
@@ -175,15 +186,18 @@ class Api:
         assert r.status_code == 200, r.text
         return dict(r.json())
 
-    def add_file(self, session_id: str, name: str, data: bytes | None = None, checksum: str | None = "SHA1",
-                 **extra: Any) -> dict[str, Any]:
+    def add_file(
+        self, session_id: str, name: str, data: bytes | None = None, checksum: str | None = "SHA1", **extra: Any
+    ) -> dict[str, Any]:
         """Add a PUSH file; with `data`, declare its size and checksum (unless checksum=None)."""
         spec: dict[str, Any] = {"name": name, "source_type": "PUSH"}
         if data is not None:
             spec["size"] = len(data)
             if checksum:
-                spec["checksum_info"] = {"algorithm": checksum,
-                                         "checksum": hashlib.new(checksum.lower(), data).hexdigest()}
+                spec["checksum_info"] = {
+                    "algorithm": checksum,
+                    "checksum": hashlib.new(checksum.lower(), data).hexdigest(),
+                }
         spec.update(extra)
         r = self.post(f"/api/content/library/item/update-session/{session_id}/file", json=spec)
         assert r.status_code == 201, r.text
@@ -215,8 +229,7 @@ class Api:
         r = self.post("/api/content/library/item/download-session", json={"library_item_id": item_id})
         assert r.status_code == 201, r.text
         ds = r.json()
-        r = self.post(f"/api/content/library/item/download-session/{ds}/file?action=prepare",
-                      json={"file_name": name})
+        r = self.post(f"/api/content/library/item/download-session/{ds}/file?action=prepare", json={"file_name": name})
         assert r.status_code == 200, r.text
         info = r.json()
         assert info["status"] == "PREPARED", info
@@ -255,8 +268,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 def make_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     started: list[ServerProcess] = []
 
-    def factory(args: list[str] | None = None, env: dict[str, str] | None = None, http: bool = True,
-                data_dir: Path | None = None, start: bool = True) -> ServerProcess:
+    def factory(
+        args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        http: bool = True,
+        data_dir: Path | None = None,
+        start: bool = True,
+    ) -> ServerProcess:
         srv = ServerProcess(data_dir or tmp_path / f"data{len(started)}", args, env, http)
         started.append(srv)
         if start:

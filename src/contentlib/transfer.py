@@ -16,11 +16,11 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-BATCH = 8 * 1024 * 1024
+BATCH = 16 * 1024 * 1024
 
 _pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="transfer")
 _free_buffers: list[mmap.mmap] = []
-_MAX_FREE_BUFFERS = 8
+_MAX_FREE_BUFFERS = 4
 
 
 class Sink(Protocol):

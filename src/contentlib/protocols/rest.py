@@ -40,6 +40,10 @@ class _Route:
     dispatch: Operation | None = None  # the operation selected by a `?name`-style dispatch parameter
     plain: Operation | None = None
 
+    @property
+    def params(self) -> int:
+        return self.pattern.pattern.count("(?P<")
+
 
 def _compile(path: str) -> re.Pattern[str]:
     regex = re.sub(r"\{(\w+)\}", lambda m: f"(?P<{m[1]}>{'.+' if m[1] == 'file_name' else '[^/]+'})", path)
@@ -65,15 +69,17 @@ class Router:
                     routes[key].plain = op
         self.routes = list(routes.values())
         # Literal paths first, so `/item/update-session` never matches `/item/{library_item_id}`.
-        self.routes.sort(key=lambda r: r.pattern.pattern.count("(?P<"))
+        self.routes.sort(key=lambda r: r.params)
 
     def match(self, method: str, path: str, query: Any) -> tuple[Operation, dict[str, str]]:
-        path_matched = False
+        matched: int | None = None  # how many parameters the first route matching the path has
         for route in self.routes:
+            if matched is not None and route.params > matched:
+                break  # a literal segment matched: `/item/update-session` is never an item id
             m = route.pattern.match(path)
             if m is None:
                 continue
-            path_matched = True
+            matched = route.params
             if route.method != method:
                 continue
             action = query.get("action")
@@ -91,7 +97,7 @@ class Router:
             if route.plain is not None:
                 return route.plain, m.groupdict()
             raise errors.operation_not_found(f"{method} {path} needs an action (?action=...).")
-        if path_matched:
+        if matched is not None:
             raise errors.operation_not_found(f"The method {method} is not supported on {path}.", method)
         raise errors.operation_not_found(f"No operation is served at {method} {path}.", path)
 
@@ -205,21 +211,33 @@ class RestApi:
 
     async def download(self, request: web.Request) -> web.StreamResponse:
         try:
-            path, f = await self.app.download_sessions.open_download(
+            path = await self.app.download_sessions.open_download(
                 request.match_info["token"], request.match_info["name"]
             )
         except errors.ApiError as e:
             return error_response(e)
-        response = web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
-        await response.prepare(request)
-        if request.method == "GET":
-            await self.app.download_sessions.record_download(f, response.content_length or 0)
-        return response
+        if "Range" in request.headers and not _satisfiable(request, path.stat().st_size):
+            # aiohttp would answer this one chunked; clients expect a plain, sized 416.
+            return web.Response(status=416, headers={"Content-Range": f"bytes */{path.stat().st_size}"})
+        return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
 
     async def not_found(self, request: web.Request) -> web.StreamResponse:
         return error_response(
             errors.operation_not_found(f"No operation is served at {request.method} {request.path}.", request.path)
         )
+
+
+def _satisfiable(request: web.Request, size: int) -> bool:
+    try:
+        rng = request.http_range
+    except ValueError:
+        return True  # a malformed Range header is ignored: the whole file is sent
+    start: int | None = rng.start
+    if start is None:
+        return True
+    if start < 0:  # suffix range: the last -start bytes
+        return size > 0
+    return start < size
 
 
 @web.middleware

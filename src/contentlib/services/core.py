@@ -64,9 +64,10 @@ class Core:
     def expiration(self, last_activity: float) -> str:
         return fmt_time(last_activity + self.settings.update_session_timeout)
 
-    def abort_transfers(self, session_id: str, reason: str) -> None:
-        for (sid, _name), live in list(self.live.items()):
-            if sid == session_id:
+    def abort_transfers(self, session_id: str, reason: str, name: str | None = None) -> None:
+        """Stop the session's transfers running in this process (only the named file's, with `name`)."""
+        for (sid, file_name), live in list(self.live.items()):
+            if sid == session_id and name in (None, file_name):
                 live.aborted = reason
                 if live.task is not None:
                     live.task.cancel()

@@ -216,7 +216,7 @@ class DownloadSessions:
                 "blob_id": f["blob_id"],
                 "size": f["size"],
                 "sha1": f["sha1"],
-                "bytes_transferred": 0,
+                "bytes_transferred": f["size"],
             }
             await self.store.put_download_file(entry)
             await self.touch(download_session_id)
@@ -225,7 +225,7 @@ class DownloadSessions:
             info["download_endpoint"] = {"uri": self.core.blobs.path(f["blob_id"]).resolve().as_uri()}
         return info
 
-    async def open_download(self, token: str, name: str) -> tuple[Path, Row]:
+    async def open_download(self, token: str, name: str) -> Path:
         """The blob behind a download URL, for the data plane; the URL token is the credential."""
         f = await self.store.download_file_by_token(token)
         if f is None or f["name"] != name:
@@ -233,7 +233,4 @@ class DownloadSessions:
         session = await self.session(f["session_id"])
         self.require_active(session, "download from")
         await self.touch(session["id"])
-        return self.core.blobs.path(f["blob_id"]), f
-
-    async def record_download(self, f: Row, n: int) -> None:
-        await self.store.add_download_bytes(f["session_id"], f["name"], n)
+        return self.core.blobs.path(f["blob_id"])

@@ -37,6 +37,7 @@ from contentlib.storage.sqlite import Busy, Row, TokenTaken, dumps
 from contentlib.transfer import Receiver
 
 ACTIVE = "ACTIVE"
+TRANSFER_FAILED = "com.vmware.content.updatesession.file.transfer_failed"
 _HEX_LENGTH = {"SHA1": 40, "MD5": 32, "SHA256": 64, "SHA512": 128}
 _PROGRESS_EVERY = 1.0  # seconds between progress writes (bytes_transferred, session activity) during a transfer
 
@@ -47,7 +48,7 @@ class TransferFailed(Exception):
     def __init__(self, reason: str, error: errors.ApiError | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.error = error or errors.invalid_argument(reason, msg_id="com.vmware.content.updatesession.file.transfer")
+        self.error = error or errors.invalid_argument(reason, msg_id=TRANSFER_FAILED)
 
 
 class UpdateSessions:
@@ -351,7 +352,10 @@ class UpdateSessions:
 
     # -- update-session file operations ------------------------------------------------------------------------
     async def _view(self, sid: str) -> tuple[Row, dict[str, Row], dict[str, Row]]:
+        """The session's view of the item's files; reading it is file activity that postpones expiry."""
         row = await self.session(sid)
+        if row["state"] == ACTIVE:
+            await self.touch(sid)
         staged = {f["name"]: f for f in await self.store.session_files(sid)}
         current = {f["name"]: f for f in await self.store.item_files(row["item_id"])}
         return row, staged, current
@@ -436,10 +440,7 @@ class UpdateSessions:
             self.require_active(session, "add a file to")
             replaced = await self.store.put_session_file(row)
             await self.touch(update_session_id)
-        if (live := self.core.live.get((update_session_id, file_spec.name))) is not None:
-            live.aborted = "the file was added again"
-            if live.task is not None:
-                live.task.cancel()
+        self.core.abort_transfers(update_session_id, "the file was added again", file_spec.name)
         await self.core.discard_blobs(replaced)
         stored = await self.store.session_file(update_session_id, file_spec.name)
         assert stored is not None
@@ -479,11 +480,7 @@ class UpdateSessions:
             else:
                 replaced = [b for b in (f["blob_id"], f["pending_blob"]) if b] if f else []
                 await self.store.delete_session_file(update_session_id, file_name)
-            await self.touch(update_session_id)
-        if (live := self.core.live.get((update_session_id, file_name))) is not None:
-            live.aborted = "the file was removed"
-            if live.task is not None:
-                live.task.cancel()
+        self.core.abort_transfers(update_session_id, "the file was removed", file_name)
         await self.core.discard_blobs(replaced)
 
     async def validate(self, ctx: Ctx, update_session_id: str) -> dict[str, Any]:
@@ -521,9 +518,7 @@ class UpdateSessions:
         if declared is not None and content_length is not None and content_length != declared:
             reason = f"The upload of '{name}' carries {content_length} bytes but its declared size is {declared} bytes."
             await self._set_file_error(row, None, reason)
-            raise errors.invalid_argument(
-                reason, name, content_length, declared, msg_id="com.vmware.content.updatesession.file.size_mismatch"
-            )
+            raise errors.invalid_argument(reason, name, msg_id=TRANSFER_FAILED)
         await self._transfer(row, chunks, content_length)
 
     async def _transfer(self, row: Row, chunks: AsyncIterator[bytes], content_length: int | None) -> None:
@@ -599,7 +594,7 @@ class UpdateSessions:
                 raise TransferFailed(problem)
         except TransferFailed as failure:
             await receiver.abort()
-            await self._set_file_error(row, blob_id, failure.reason)
+            await self._set_file_error(row, blob_id, failure.reason, receiver.size)
             raise failure.error from None
         finally:
             if self.core.live.get((sid, name)) is live:
@@ -646,18 +641,17 @@ class UpdateSessions:
                 )
         return None
 
-    async def _set_file_error(self, row: Row, blob_id: str | None, reason: str) -> None:
+    async def _set_file_error(self, row: Row, blob_id: str | None, reason: str, received: int | None = None) -> None:
+        """Put the file in ERROR (unless it was added again meanwhile) and discard the blob it was writing."""
         expect = {"pending_blob": blob_id} if blob_id else {"token": row["token"]} if row["token"] else {}
-        await self.store.update_session_file(
-            row["session_id"],
-            row["name"],
-            {
-                "status": "ERROR",
-                "pending_blob": None,
-                "error_message": message_json("com.vmware.content.updatesession.file.transfer_failed", reason),
-            },
-            expect=expect,
-        )
+        fields: dict[str, Any] = {
+            "status": "ERROR",
+            "pending_blob": None,
+            "error_message": message_json(TRANSFER_FAILED, reason, row["name"]),
+        }
+        if received is not None:
+            fields["bytes_transferred"] = received
+        await self.store.update_session_file(row["session_id"], row["name"], fields, expect=expect)
         if blob_id:
             await self.core.discard_blobs([blob_id])
 

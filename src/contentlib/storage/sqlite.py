@@ -498,12 +498,6 @@ class SQLiteStore:
         self._exec("DELETE FROM download_files WHERE session_id=? AND name=?", (row["session_id"], row["name"]))
         self._insert("download_files", row)
 
-    async def add_download_bytes(self, sid: str, name: str, n: int) -> None:
-        self._exec(
-            "UPDATE download_files SET bytes_transferred=bytes_transferred+? WHERE session_id=? AND name=?",
-            (n, sid, name),
-        )
-
     # -- blob references (for garbage collection) ------------------------------------------------------------------
     async def referenced_blobs(self) -> set[str]:
         """Every blob id something still points at: item files, files of unfinished update sessions (staged
