@@ -1,0 +1,1173 @@
+#!/usr/bin/env python3
+"""contentlib benchmark: bare machine limits, upload, API GET rate and update-session cycle rate.
+
+Starts its own `python -m contentlib serve --http` on a free loopback port with a temporary data dir,
+measures, prints Markdown tables next to the targets of issue 2 and the vcsim reference figures, writes
+them to bench/results/latest.md (bench/results/quick.md with --quick), and deletes the data dir.
+
+    .venv/bin/python bench/run.py [--runs N] [--no-10g] [--quick] [--dir PARENT] [--out FILE]
+
+Needs curl and wrk (wrk is installed with `apt-get install -y wrk` when missing and running as root).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import hashlib
+import multiprocessing as mp
+import os
+import platform
+import re
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+ADMIN_USER = "administrator@vsphere.local"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SESSION_HEADER = "vmware-api-session-id"
+US = "/api/content/library/item/update-session"
+
+# Targets (issue 2, "Performance") and reference figures for the peer vcsim 0.24.2 on this machine
+# (../shared/research/vcsim-peer.md).
+TARGET_UPLOAD_MBPS = 800.0
+TARGET_PEAK_RSS_MB = 150.0
+TARGET_GETS = 10_000.0
+TARGET_P99_MS = 20.0
+VCSIM_PUT = "~0.7 GB/s (curl PUT: 705 MB/s plain, 711 TLS; checks nothing)"
+VCSIM_GET = "~39-42k GET/s (wrk -t2 -c8, TLS)"
+VCSIM_STALL = "GET stalls 4.1 s behind a 1 GiB PUT (global lock)"
+VCSIM_CYCLE = (
+    "~570 cycles/s create+get+complete with a Python client; "
+    "275 upload-cycles/s (create+add+PUT 1 KiB+complete) plain HTTP, 263-324 TLS"
+)
+
+
+class BenchError(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------------------------------------
+# configuration
+
+
+@dataclass
+class Config:
+    runs: int
+    quick: bool
+    big: bool
+    hash_bytes: int
+    disk_bytes: int
+    loop_bytes: int
+    upload_bytes: int
+    big_repeats: int
+    wrk_secs: int
+    cycle_secs: float
+    warmup: bool
+    parent: Path | None
+    out: Path
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=int, default=None, help="runs per measurement, median reported (default 3)")
+    p.add_argument("--no-10g", action="store_true", help="skip the 10 GiB peak-RSS upload")
+    p.add_argument("--quick", action="store_true", help="small sizes and short runs: a smoke test in seconds")
+    p.add_argument("--dir", type=Path, default=None, help="parent of the temporary data dir (default: /tmp)")
+    p.add_argument("--out", type=Path, default=None, help="Markdown output (default bench/results/latest.md)")
+    a = p.parse_args(argv)
+    runs = a.runs if a.runs is not None else (1 if a.quick else 3)
+    if runs < 1:
+        p.error("--runs must be >= 1")
+    if a.quick:
+        return Config(
+            runs=runs,
+            quick=True,
+            big=not a.no_10g,
+            hash_bytes=64 * MiB,
+            disk_bytes=64 * MiB,
+            loop_bytes=256 * MiB,
+            upload_bytes=32 * MiB,
+            big_repeats=4,
+            wrk_secs=1,
+            cycle_secs=1.0,
+            warmup=False,
+            parent=a.dir,
+            out=a.out or RESULTS / "quick.md",
+        )
+    return Config(
+        runs=runs,
+        quick=False,
+        big=not a.no_10g,
+        hash_bytes=GiB,
+        disk_bytes=GiB,
+        loop_bytes=2 * GiB,
+        upload_bytes=GiB,
+        big_repeats=10,
+        wrk_secs=8,
+        cycle_secs=5.0,
+        warmup=True,
+        parent=a.dir,
+        out=a.out or RESULTS / "latest.md",
+    )
+
+
+# --------------------------------------------------------------------------------------------------------
+# /proc helpers
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rindex(")") + 2 :].split()  # fields from 3 (state) on
+
+
+def proc_tree(pid: int) -> list[int]:
+    """pid and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            f = _stat_fields(int(d))
+            if f is not None:
+                children.setdefault(int(f[1]), []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def tree_cpu(pid: int) -> float:
+    """user+sys CPU seconds of the process tree rooted at pid (all threads)."""
+    total = 0
+    for p in proc_tree(pid):
+        f = _stat_fields(p)
+        if f is not None:
+            total += int(f[11]) + int(f[12])
+    return total / CLK_TCK
+
+
+def machine_busy() -> float:
+    """CPU seconds spent not idle by the whole machine since boot (all cores)."""
+    with open("/proc/stat") as f:
+        vals = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal guest guest_nice; guest time is inside user
+    return (sum(vals[:8]) - vals[3] - vals[4]) / CLK_TCK
+
+
+def client_cpu() -> float:
+    """CPU of this process plus its waited-for children (curl, wrk, cat)."""
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
+def rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class RssSampler:
+    """Samples the summed VmRSS of a process tree every `interval` seconds in a thread."""
+
+    def __init__(self, pid: int, interval: float = 0.02) -> None:
+        self.pids = proc_tree(pid)
+        self.interval = interval
+        self.peak = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        self.peak = max(self.peak, sum(rss_bytes(p) for p in self.pids))
+        self.samples += 1
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+
+@dataclass
+class Meter:
+    """CPU accounting over an interval: server tree, this client (+children), the whole machine."""
+
+    pid: int
+    t0: float = field(init=False, default=0.0)
+    srv0: float = field(init=False, default=0.0)
+    cli0: float = field(init=False, default=0.0)
+    mach0: float = field(init=False, default=0.0)
+    wall: float = field(init=False, default=0.0)
+    server: float = field(init=False, default=0.0)
+    client: float = field(init=False, default=0.0)
+    other: float = field(init=False, default=0.0)
+
+    def __post_init__(self) -> None:
+        self.srv0, self.cli0, self.mach0 = tree_cpu(self.pid), client_cpu(), machine_busy()
+        self.t0 = time.perf_counter()
+
+    def stop(self) -> Meter:
+        self.wall = time.perf_counter() - self.t0
+        self.server = tree_cpu(self.pid) - self.srv0
+        self.client = client_cpu() - self.cli0
+        self.other = machine_busy() - self.mach0 - self.server - self.client
+        return self
+
+
+# --------------------------------------------------------------------------------------------------------
+# statistics and formatting
+
+
+@dataclass
+class Stat:
+    values: list[float]
+
+    @property
+    def med(self) -> float:
+        return statistics.median(self.values)
+
+    def fmt(self, unit: str = "", digits: int = 0, scale: float = 1.0) -> str:
+        f = f"{{:,.{digits}f}}"
+        s = f.format(self.med / scale) + unit
+        if len(self.values) > 1:
+            s += f" ({f.format(min(self.values) / scale)}-{f.format(max(self.values) / scale)})"
+        return s
+
+
+def verdict(ok: bool | None) -> str:
+    return "-" if ok is None else ("**PASS**" if ok else "**FAIL**")
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def human(n: int) -> str:
+    return f"{n / GiB:g} GiB" if n >= GiB else f"{n / MiB:g} MiB"
+
+
+# --------------------------------------------------------------------------------------------------------
+# 1. bare limits
+
+
+def hash_rate(algo: str, nbytes: int) -> float:
+    buf = os.urandom(MiB)
+    h = hashlib.new(algo)
+    t = time.perf_counter()
+    for _ in range(nbytes // MiB):
+        h.update(buf)
+    h.hexdigest()
+    return nbytes / (time.perf_counter() - t)
+
+
+def direct_write_rate(directory: Path, nbytes: int) -> float:
+    path = directory / "dd-odirect.bin"
+    cmd = ["dd", "if=/dev/zero", f"of={path}", "bs=1M", f"count={nbytes // MiB}", "oflag=direct"]
+    cmd.append("conv=fdatasync")
+    t = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"})
+    elapsed = time.perf_counter() - t
+    path.unlink(missing_ok=True)
+    if r.returncode != 0:
+        raise BenchError(f"dd oflag=direct failed: {r.stderr.strip()}")
+    return nbytes / elapsed
+
+
+def loopback_rate(nbytes: int) -> float:
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        cli = socket.create_connection(srv.getsockname())
+        conn, _ = srv.accept()
+        got = [0]
+
+        def receive() -> None:
+            buf = bytearray(MiB)
+            while got[0] < nbytes:
+                k = conn.recv_into(buf)
+                if not k:
+                    break
+                got[0] += k
+
+        th = threading.Thread(target=receive)
+        data = os.urandom(MiB)
+        t = time.perf_counter()
+        th.start()
+        for _ in range(nbytes // MiB):
+            cli.sendall(data)
+        th.join()
+        elapsed = time.perf_counter() - t
+        cli.close()
+        conn.close()
+    return got[0] / elapsed
+
+
+def fs_of(path: Path) -> str:
+    best = ("?", "?", "")
+    p = str(path.resolve())
+    with open("/proc/mounts") as f:
+        for line in f:
+            dev, mnt, fstype = line.split()[:3]
+            if (p == mnt or p.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best[2]):
+                best = (dev, fstype, mnt)
+    return f"{best[1]} on {best[0]}"
+
+
+# --------------------------------------------------------------------------------------------------------
+# server and API client
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, workdir: Path) -> None:
+        self.data_dir = workdir / "data"
+        self.log_path = workdir / "server.log"
+        self.password = "Bench-" + secrets.token_urlsafe(12)
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, timeout: float = 60.0) -> None:
+        env = dict(os.environ)
+        env["CONTENTLIB_ADMIN_PASSWORD"] = self.password
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
+        cmd = [sys.executable, "-m", "contentlib", "serve", "--http", "--listen", f"127.0.0.1:{self.port}"]
+        cmd += ["--data-dir", str(self.data_dir)]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BenchError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(self.base + "/api/session", timeout=1).status_code == 401:
+                    return
+            time.sleep(0.05)
+        raise BenchError(f"server did not answer in {timeout:.0f} s:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+
+class Api:
+    def __init__(self, base: str, password: str) -> None:
+        self.base = base
+        self.http = requests.Session()
+        r = self.http.post(base + "/api/session", auth=(ADMIN_USER, password), timeout=30)
+        if r.status_code != 201:
+            raise BenchError(f"login: {r.status_code} {r.text[:300]}")
+        self.session_id = str(r.json())
+        self.http.headers[SESSION_HEADER] = self.session_id
+
+    def call(self, method: str, path: str, expect: int, **kw: Any) -> Any:
+        kw.setdefault("timeout", 120)
+        r = self.http.request(method, path if path.startswith("http") else self.base + path, **kw)
+        if r.status_code != expect:
+            raise BenchError(f"{method} {path} -> {r.status_code} (expected {expect}): {r.text[:500]}")
+        return r.json() if r.content else None
+
+    def create_library(self) -> str:
+        spec = {
+            "name": f"bench-{uuid.uuid4().hex[:8]}",
+            "type": "LOCAL",
+            "storage_backings": [{"type": "OTHER", "storage_uri": "file:///tmp/contentlib-bench"}],
+        }
+        return str(self.call("POST", "/api/content/local-library", 201, json=spec))
+
+    def create_item(self, library_id: str) -> str:
+        spec = {"library_id": library_id, "name": f"item-{uuid.uuid4().hex[:12]}", "type": "iso"}
+        return str(self.call("POST", "/api/content/library/item", 201, json=spec))
+
+    def create_session(self, item_id: str) -> str:
+        return str(self.call("POST", US, 201, json={"library_item_id": item_id}))
+
+    def add_file(self, sid: str, name: str, size: int, algo: str | None = None, digest: str = "") -> str:
+        spec: dict[str, Any] = {"name": name, "source_type": "PUSH", "size": size}
+        if algo:
+            spec["checksum_info"] = {"algorithm": algo, "checksum": digest}
+        info = self.call("POST", f"{US}/{sid}/file", 201, json=spec)
+        return str(info["upload_endpoint"]["uri"])
+
+    def session_file(self, sid: str, name: str) -> dict[str, Any]:
+        return dict(self.call("GET", f"{US}/{sid}/file/{name}", 200))
+
+    def complete(self, sid: str) -> None:
+        self.call("POST", f"{US}/{sid}?action=complete", 204)
+
+    def item_sha1(self, item_id: str, name: str) -> str:
+        files = self.call("GET", f"/api/content/library/item/{item_id}/file", 200)
+        for f in files:
+            if f["name"] == name:
+                ci = f.get("checksum_info") or {}
+                return f"{ci.get('algorithm')}:{ci.get('checksum')}"
+        raise BenchError(f"item {item_id} has no file {name!r}: {files}")
+
+    def delete_item(self, item_id: str) -> None:
+        with contextlib.suppress(requests.RequestException):
+            self.http.delete(f"{self.base}/api/content/library/item/{item_id}", timeout=120)
+
+
+# --------------------------------------------------------------------------------------------------------
+# 2. uploads
+
+
+@dataclass
+class Source:
+    path: Path
+    size: int
+    sha1: str
+    sha256: str
+    repeats: int = 1  # the body is the file repeated this many times
+
+
+def make_source(path: Path, nbytes: int) -> Source:
+    h1, h256 = hashlib.sha1(), hashlib.sha256()
+    with open(path, "wb") as f:
+        for _ in range(nbytes // MiB):
+            b = os.urandom(MiB)
+            h1.update(b)
+            h256.update(b)
+            f.write(b)
+    return Source(path, nbytes, h1.hexdigest(), h256.hexdigest())
+
+
+def repeated_digest(path: Path, repeats: int, algo: str) -> str:
+    h = hashlib.new(algo)
+    buf = bytearray(4 * MiB)
+    mv = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        for _ in range(repeats):
+            f.seek(0)
+            while n := f.readinto(buf):
+                h.update(mv[:n])
+    return h.hexdigest()
+
+
+def repeated_source(src: Source, repeats: int) -> Source:
+    with ThreadPoolExecutor(2) as ex:  # hashlib releases the GIL: the two digests run in parallel
+        f1 = ex.submit(repeated_digest, src.path, repeats, "sha1")
+        f256 = ex.submit(repeated_digest, src.path, repeats, "sha256")
+        return Source(src.path, src.size * repeats, f1.result(), f256.result(), repeats)
+
+
+CURL_W = "%{http_code} %{time_total} %{size_upload}"
+
+
+def curl_put(src: Source, uri: str, resp_file: Path) -> tuple[int, float, int]:
+    """PUT the source with curl; returns (status, seconds, bytes sent)."""
+    base = ["curl", "-sS", "-o", str(resp_file), "-w", CURL_W, "-H", "Expect:"]
+    if src.repeats == 1:
+        r = subprocess.run([*base, "-T", str(src.path), uri], capture_output=True, text=True)
+        out, err = r.stdout, r.stderr
+    else:
+        # A pipe, so that a 10 GiB body needs no 10 GiB file; Content-Length instead of chunked encoding.
+        cat = subprocess.Popen(["cat"] + [str(src.path)] * src.repeats, stdout=subprocess.PIPE)
+        extra = ["-H", f"Content-Length: {src.size}", "-H", "Transfer-Encoding:", "-T", "-", uri]
+        cp = subprocess.Popen([*base, *extra], stdin=cat.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert cat.stdout is not None
+        cat.stdout.close()
+        bout, berr = cp.communicate()
+        cat.wait()
+        out, err = bout.decode(), berr.decode()
+    parts = out.split()
+    if len(parts) != 3:
+        raise BenchError(f"curl failed: {out!r} {err.strip()}")
+    return int(parts[0]), float(parts[1]), int(parts[2])
+
+
+@dataclass
+class UploadResult:
+    size: int
+    mbps: float
+    seconds: float
+    cpu_per_gib: float
+    server_cores: float
+    other_cores: float
+    peak_rss: int
+    idle_rss: int
+    sha1_ok: bool
+    note: str = ""
+
+
+def upload_once(srv: Server, api: Api, lib: str, src: Source, work: Path) -> UploadResult:
+    """create item+session, add with declared size and SHA256, curl PUT, check READY, complete, check SHA1."""
+    item = api.create_item(lib)
+    try:
+        sid = api.create_session(item)
+        name = "disk.iso"
+        uri = api.add_file(sid, name, src.size, "SHA256", src.sha256)
+        idle = rss_bytes(srv.pid)
+        with RssSampler(srv.pid) as rss:
+            m = Meter(srv.pid)
+            status, secs, sent = curl_put(src, uri, work / "curl-resp.txt")
+            m.stop()
+        body = (work / "curl-resp.txt").read_text(errors="replace")[:500]
+        if status != 200 or sent != src.size:
+            raise BenchError(f"upload answered {status} after {sent} of {src.size} bytes: {body}")
+        info = api.session_file(sid, name)
+        if info.get("status") != "READY":
+            raise BenchError(f"file not READY after upload: {info}")
+        api.complete(sid)
+        got = api.item_sha1(item, name)
+        ok = got == f"SHA1:{src.sha1}"
+        return UploadResult(
+            size=src.size,
+            mbps=src.size / secs / 1e6,
+            seconds=secs,
+            cpu_per_gib=m.server / (src.size / GiB),
+            server_cores=m.server / m.wall,
+            other_cores=m.other / m.wall,
+            peak_rss=rss.peak,
+            idle_rss=idle,
+            sha1_ok=ok,
+            note="" if ok else f"item has {got}, expected SHA1:{src.sha1}",
+        )
+    finally:
+        api.delete_item(item)
+
+
+# --------------------------------------------------------------------------------------------------------
+# 3. API GET rate with wrk
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if not m:
+        raise BenchError(f"cannot parse wrk time {text!r}")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+@dataclass
+class WrkResult:
+    rps: float
+    p50: float
+    p99: float
+    max: float
+    requests: int
+    errors: str
+
+
+def ensure_wrk() -> str | None:
+    """Path of wrk; installs it with apt-get when missing (root only). None when unavailable."""
+    if (w := shutil.which("wrk")) is not None:
+        return w
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return None
+    print("wrk not found: running `apt-get install -y wrk`", file=sys.stderr, flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    cmd = ["apt-get", "install", "-y", "-qq", "wrk"]
+    if subprocess.run(cmd, env=env, capture_output=True).returncode != 0:
+        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
+        subprocess.run(cmd, env=env, capture_output=True)
+    return shutil.which("wrk")
+
+
+def run_wrk(wrk: str, url: str, session_id: str, secs: int, conns: int = 50) -> WrkResult:
+    cmd = [wrk, "-t1", f"-c{conns}", f"-d{secs}s", "--latency", "--timeout", "10s"]
+    cmd += ["-H", f"{SESSION_HEADER}: {session_id}", url]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    out = r.stdout
+    if r.returncode != 0 or "Requests/sec" not in out:
+        raise BenchError(f"wrk failed ({r.returncode}): {out} {r.stderr}")
+    lat = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)$", out, re.M))
+    mx = re.search(r"^\s+Latency\s+\S+\s+\S+\s+(\S+)", out, re.M)
+    reqs = re.search(r"(\d+) requests in", out)
+    errors = []
+    if m := re.search(r"Socket errors: (.*)", out):
+        errors.append("socket errors: " + m.group(1).strip())
+    if m := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+        errors.append(f"{m.group(1)} non-2xx responses")
+    return WrkResult(
+        rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        p50=_ms(lat["50"]),
+        p99=_ms(lat["99"]),
+        max=_ms(mx.group(1)) if mx else float("nan"),
+        requests=int(reqs.group(1)) if reqs else 0,
+        errors="; ".join(errors),
+    )
+
+
+@dataclass
+class BackgroundUploads:
+    """Uploads the source back to back (one session each) until stopped; records each interval."""
+
+    srv: Server
+    api: Api
+    lib: str
+    src: Source
+    work: Path
+    intervals: list[tuple[float, float, int]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    started: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            item = self.api.create_item(self.lib)
+            try:
+                sid = self.api.create_session(item)
+                uri = self.api.add_file(sid, "bg.iso", self.src.size, "SHA256", self.src.sha256)
+                t0 = time.monotonic()
+                self.started.set()
+                status, _secs, sent = curl_put(self.src, uri, self.work / "curl-bg.txt")
+                t1 = time.monotonic()
+                if status != 200:
+                    self.errors.append(f"upload answered {status}")
+                self.intervals.append((t0, t1, sent))
+                self.api.complete(sid)
+            except Exception as e:
+                self.errors.append(str(e)[:300])
+                self.started.set()
+                return
+            finally:
+                self.api.delete_item(item)
+
+    def coverage(self, w0: float, w1: float) -> float:
+        covered = sum(max(0.0, min(b, w1) - max(a, w0)) for a, b, _ in self.intervals)
+        return covered / (w1 - w0)
+
+
+# --------------------------------------------------------------------------------------------------------
+# 4. create -> add -> PUT 1 KiB -> complete cycles
+
+
+STEPS = ("create", "add", "PUT", "complete")
+
+
+def cycle_loop(http: requests.Session, base: str, item: str, secs: float) -> tuple[int, float, list[float]]:
+    """Cycles on one item until `secs` are over: (cycles, seconds, summed seconds per step)."""
+    data = os.urandom(KiB)
+    spec: dict[str, Any] = {
+        "name": "small.bin",
+        "source_type": "PUSH",
+        "size": len(data),
+        "checksum_info": {"algorithm": "SHA1", "checksum": hashlib.sha1(data).hexdigest()},
+    }
+    n = 0
+    steps = [0.0] * len(STEPS)
+
+    def step(i: int, expect: int, method: str, url: str, **kw: Any) -> requests.Response:
+        t = time.perf_counter()
+        r = http.request(method, url, timeout=60, **kw)
+        steps[i] += time.perf_counter() - t
+        if r.status_code != expect:
+            raise BenchError(f"{STEPS[i]} -> {r.status_code} (expected {expect}) {r.text[:300]}")
+        return r
+
+    t0 = time.perf_counter()
+    end = t0 + secs
+    while time.perf_counter() < end:
+        sid = step(0, 201, "POST", base + US, json={"library_item_id": item}).json()
+        uri = step(1, 201, "POST", f"{base}{US}/{sid}/file", json=spec).json()["upload_endpoint"]["uri"]
+        step(2, 200, "PUT", uri, data=data)
+        step(3, 204, "POST", f"{base}{US}/{sid}?action=complete")
+        n += 1
+    return n, time.perf_counter() - t0, steps
+
+
+def cycle_worker(base: str, session_id: str, lib: str, secs: float, ready: Any, go: Any, results: Any) -> None:
+    """One client process: own item, one keep-alive connection; reports (cycles, seconds) or an error."""
+    try:
+        http = requests.Session()
+        http.headers[SESSION_HEADER] = session_id
+        r = http.post(base + "/api/content/library/item", json={"library_id": lib, "name": uuid.uuid4().hex})
+        if r.status_code != 201:
+            raise BenchError(f"item create -> {r.status_code} {r.text[:300]}")
+        item = r.json()
+        ready.put(True)
+        go.wait(60)
+        results.put(cycle_loop(http, base, item, secs))
+    except Exception as e:
+        ready.put(True)
+        results.put(f"{type(e).__name__}: {e}")
+
+
+@dataclass
+class CycleResult:
+    procs: int
+    rate: float
+    cycles: int
+    server_ms_per_cycle: float
+    server_cores: float
+    other_cores: float
+    step_ms: list[float]
+
+
+def cycles_multi(srv: Server, api: Api, lib: str, procs: int, secs: float) -> CycleResult:
+    if procs == 1:
+        item = api.create_item(lib)
+        m = Meter(srv.pid)
+        n, el, steps = cycle_loop(api.http, srv.base, item, secs)
+        m.stop()
+        per = [t / max(n, 1) * 1e3 for t in steps]
+        return CycleResult(1, n / el, n, m.server / max(n, 1) * 1e3, m.server / m.wall, m.other / m.wall, per)
+    ctx = mp.get_context("spawn")
+    ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+    ps = [
+        ctx.Process(target=cycle_worker, args=(srv.base, api.session_id, lib, secs, ready, go, results))
+        for _ in range(procs)
+    ]
+    for p in ps:
+        p.start()
+    try:
+        for _ in ps:
+            ready.get(timeout=120)
+        m = Meter(srv.pid)
+        go.set()
+        out = [results.get(timeout=secs + 120) for _ in ps]
+    finally:
+        for p in ps:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+    m.stop()  # after join, so that the client processes' CPU is counted as client, not other
+    errs = [o for o in out if isinstance(o, str)]
+    if errs:
+        raise BenchError("; ".join(errs))
+    total = sum(n for n, _, _ in out)
+    rate = sum(n / el for n, el, _ in out)
+    per = [sum(s[i] for _, _, s in out) / max(total, 1) * 1e3 for i in range(len(STEPS))]
+    return CycleResult(procs, rate, total, m.server / max(total, 1) * 1e3, m.server / m.wall, m.other / m.wall, per)
+
+
+# --------------------------------------------------------------------------------------------------------
+# the run
+
+
+@dataclass
+class Report:
+    cfg: Config
+    sections: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    def add(self, text: str) -> None:
+        self.sections.append(text)
+        print(text + "\n", flush=True)
+
+    @contextlib.contextmanager
+    def section(self, title: str, srv: Server | None = None) -> Iterator[None]:
+        print(f"... {title}", file=sys.stderr, flush=True)
+        try:
+            yield
+        except Exception as e:
+            traceback.print_exc()
+            msg = f"**ERROR** in {title}: `{type(e).__name__}: {str(e)[:1500]}`"
+            if srv is not None and srv.proc is not None and srv.proc.poll() is not None:
+                msg += f"\n\nThe server exited ({srv.proc.returncode}); log tail:\n```\n{srv.log()}\n```"
+            self.failed.append(title)
+            self.add(msg)
+
+
+def tool_version(cmd: list[str]) -> str:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        return " ".join((out.stdout or out.stderr).split()[:2])  # "curl 7.88.1", "wrk debian/4.1.0-3"
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return "n/a"
+
+
+def header(cfg: Config, work: Path, srv: Server) -> str:
+    cpu = "?"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GiB
+    rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "src"], capture_output=True, text=True)
+    git = rev.stdout.strip() or "no commit"
+    if dirty.stdout.strip():
+        git += " + uncommitted changes in src/"
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    mode = "**quick** (small sizes: a smoke run, not comparable with the targets)" if cfg.quick else "full"
+    return "\n".join(
+        [
+            f"# contentlib benchmark, {now}",
+            "",
+            f"- Machine: {os.cpu_count()} CPUs ({cpu}), {mem:.1f} GiB RAM, Linux {platform.release()}; "
+            f"Python {platform.python_version()}; {tool_version(['curl', '--version'])}; "
+            f"{tool_version(['wrk', '--version'])}.",
+            f"- Server: `python -m contentlib serve --http` on {srv.base} (one process), "
+            f"data dir in {work} ({fs_of(work)}); git {git}.",
+            f"- Mode: {mode}; runs per measurement: {cfg.runs} (median, min-max in brackets). "
+            f"Load average at start: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}.",
+            "- Units: MB/s and GB/s are 10^6 and 10^9 bytes per second; RSS in MB = 10^6 bytes. "
+            "'other cores' = CPU used by processes other than the server and this benchmark's clients "
+            "(noise from other work on the machine).",
+        ]
+    )
+
+
+def bench_limits(cfg: Config, work: Path, rep: Report) -> dict[str, float]:
+    sha1 = Stat([hash_rate("sha1", cfg.hash_bytes) for _ in range(cfg.runs)])
+    sha256 = Stat([hash_rate("sha256", cfg.hash_bytes) for _ in range(cfg.runs)])
+    serial = Stat([1 / (1 / a + 1 / b) for a, b in zip(sha1.values, sha256.values, strict=True)])
+    rows = [
+        ["SHA-1, 1 core", f"hashlib, {human(cfg.hash_bytes)} of 1 MiB buffers", sha1.fmt(" GB/s", 2, 1e9)],
+        [
+            "SHA-256, 1 core",
+            f"hashlib, {human(cfg.hash_bytes)} of 1 MiB buffers",
+            sha256.fmt(" GB/s", 2, 1e9),
+        ],
+        ["SHA-1 + SHA-256 on one core", "derived: 1/(1/a+1/b)", serial.fmt(" GB/s", 2, 1e9)],
+    ]
+    out = {"sha1": sha1.med, "sha256": sha256.med}
+    try:
+        disk = Stat([direct_write_rate(work, cfg.disk_bytes) for _ in range(cfg.runs)])
+        how = f"`dd bs=1M oflag=direct conv=fdatasync`, {human(cfg.disk_bytes)} into the data dir's fs"
+        rows.append(["disk write, O_DIRECT", how, disk.fmt(" GB/s", 2, 1e9)])
+        out["disk"] = disk.med
+    except BenchError as e:
+        rows.append(["disk write, O_DIRECT", "dd oflag=direct", f"n/a ({e})"])
+    loop = Stat([loopback_rate(cfg.loop_bytes) for _ in range(cfg.runs)])
+    how = f"Python sockets, sendall/recv_into of 1 MiB, {human(cfg.loop_bytes)}"
+    rows.append(["loopback TCP", how, loop.fmt(" GB/s", 2, 1e9)])
+    out["loop"] = loop.med
+    rep.add("## 1. Bare limits (measured in this run)\n\n" + table(["what", "how", "rate"], rows))
+    return out
+
+
+def bench_upload(
+    cfg: Config,
+    srv: Server,
+    api: Api,
+    lib: str,
+    src: Source,
+    work: Path,
+    rep: Report,
+    limits: dict[str, float],
+) -> None:
+    if cfg.warmup:
+        upload_once(srv, api, lib, src, work)
+    runs = [upload_once(srv, api, lib, src, work) for _ in range(cfg.runs)]
+    big: UploadResult | None = None
+    big_err = ""
+    if cfg.big:
+        try:
+            big = upload_once(srv, api, lib, repeated_source(src, cfg.big_repeats), work)
+        except Exception as e:
+            traceback.print_exc()
+            big_err = f"ERROR: {type(e).__name__}: {str(e)[:500]}"
+            rep.failed.append("big upload")
+    mbps = Stat([r.mbps for r in runs])
+    cpu = Stat([r.cpu_per_gib for r in runs])
+    rss = Stat([r.peak_rss / 1e6 for r in runs])
+    ok = sum(r.sha1_ok for r in runs)
+    size = human(src.size)
+    rows = [
+        [
+            f"{size} PUT, `curl -T`, SHA256 declared (+SHA1 by the server), median of {cfg.runs}",
+            mbps.fmt(" MB/s"),
+            f">= {TARGET_UPLOAD_MBPS:.0f} MB/s",
+            VCSIM_PUT,
+            verdict(mbps.med >= TARGET_UPLOAD_MBPS),
+        ],
+        [
+            "... as a share of the bare limits",
+            f"{mbps.med * 1e6 / limits['sha256']:.0%} of SHA-256 1-core rate"
+            + (f", {mbps.med * 1e6 / limits['disk']:.0%} of O_DIRECT write" if "disk" in limits else ""),
+            "-",
+            "-",
+            "-",
+        ],
+        ["server CPU-s per GiB uploaded", cpu.fmt("", 2), "- (research goal <= 1.9)", "-", "-"],
+        [f"peak server RSS during a {size} PUT", rss.fmt(" MB"), "-", "-", "-"],
+        [
+            "item file SHA1 (server-computed) equals the source's",
+            f"{ok}/{len(runs)} match",
+            "all match",
+            "no checks",
+            verdict(ok == len(runs)),
+        ],
+    ]
+    big_label = f"{human(src.size * cfg.big_repeats)} PUT (`cat` pipe, Content-Length)"
+    if big is not None:
+        rows += [
+            [
+                f"peak server RSS during a {big_label}",
+                f"{big.peak_rss / 1e6:.0f} MB (idle before: {big.idle_rss / 1e6:.0f} MB)",
+                f"< {TARGET_PEAK_RSS_MB:.0f} MB",
+                "-",
+                verdict(big.peak_rss / 1e6 < TARGET_PEAK_RSS_MB),
+            ],
+            [
+                "... its rate, SHA1 check",
+                f"{big.mbps:.0f} MB/s, SHA1 {'OK' if big.sha1_ok else 'WRONG'}",
+                "-",
+                "-",
+                verdict(big.sha1_ok),
+            ],
+        ]
+    elif cfg.big:
+        rows.append([f"peak server RSS during a {big_label}", big_err, f"< {TARGET_PEAK_RSS_MB:.0f} MB", "-", "-"])
+    else:
+        rows.append(["peak server RSS during a 10 GiB PUT", "skipped (--no-10g)", "< 150 MB", "-", "-"])
+    detail_rows = []
+    for i, r in enumerate(runs + ([big] if big else []), 1):
+        detail_rows.append(
+            [
+                str(i) if r is not big else "big",
+                human(r.size),
+                f"{r.mbps:.0f}",
+                f"{r.seconds:.2f}",
+                f"{r.cpu_per_gib:.2f}",
+                f"{r.server_cores:.2f}",
+                f"{r.peak_rss / 1e6:.0f} ({r.idle_rss / 1e6:.0f})",
+                f"{r.other_cores:.2f}",
+                "OK" if r.sha1_ok else f"WRONG: {r.note}",
+            ]
+        )
+    detail = table(
+        [
+            "run",
+            "size",
+            "MB/s",
+            "s",
+            "CPU-s/GiB",
+            "server cores",
+            "peak RSS MB (idle)",
+            "other cores",
+            "SHA1",
+        ],
+        detail_rows,
+    )
+    rep.add(
+        "## 2. Upload (plain HTTP, one connection)\n\n"
+        + table(["metric", "measured", "target", "vcsim 0.24.2", "verdict"], rows)
+        + ("\n\n(a warm-up upload ran first and is not counted)" if cfg.warmup else "")
+        + "\n\nPer run:\n\n"
+        + detail
+    )
+    if ok != len(runs):
+        rep.failed.append("upload SHA1")
+
+
+def bench_api(cfg: Config, srv: Server, api: Api, lib: str, src: Source, work: Path, rep: Report) -> None:
+    wrk = ensure_wrk()
+    if wrk is None:
+        rep.failed.append("wrk missing")
+        rep.add("## 3. API: session GET rate\n\nskipped: wrk is not installed and could not be installed")
+        return
+    sid = api.create_session(api.create_item(lib))
+    url = f"{srv.base}{US}/{sid}"
+    api.call("GET", url, 200)
+    if cfg.warmup:
+        run_wrk(wrk, url, api.session_id, 1)
+    m = Meter(srv.pid)
+    alone = run_wrk(wrk, url, api.session_id, cfg.wrk_secs)
+    m.stop()
+    alone_cores, alone_other = m.server / m.wall, m.other / m.wall
+
+    bg = BackgroundUploads(srv, api, lib, src, work)
+    th = threading.Thread(target=bg.run, daemon=True)
+    th.start()
+    bg.started.wait(120)
+    time.sleep(0.2)  # let the upload get going
+    w0 = time.monotonic()
+    m = Meter(srv.pid)
+    during = run_wrk(wrk, url, api.session_id, cfg.wrk_secs)
+    m.stop()
+    w1 = time.monotonic()
+    bg.stop.set()
+    th.join()
+    if bg.errors:
+        raise BenchError("background upload: " + "; ".join(bg.errors))
+    cov = bg.coverage(w0, w1)
+    up_rates = [n / (b - a) / 1e6 for a, b, n in bg.intervals]
+    wrk_cmd = f"wrk -t1 -c50 -d{cfg.wrk_secs}s --latency"
+    rows = [
+        [
+            f"session GETs/s, idle server (`{wrk_cmd}`)",
+            f"{alone.rps:,.0f} req/s (server {alone_cores:.2f} cores, other {alone_other:.2f})",
+            f">= {TARGET_GETS:,.0f}",
+            VCSIM_GET,
+            verdict(alone.rps >= TARGET_GETS),
+        ],
+        [
+            "... latency p50 / p99 / max",
+            f"{alone.p50:.2f} / {alone.p99:.2f} / {alone.max:.1f} ms",
+            "-",
+            "GET 3.3 ms idle (single request)",
+            "-",
+        ],
+        [
+            f"session GETs/s during {human(src.size)} uploads",
+            f"{during.rps:,.0f} req/s (server {m.server / m.wall:.2f} cores)",
+            "-",
+            "-",
+            "-",
+        ],
+        [
+            "... p99 during the upload",
+            f"{during.p99:.2f} ms (p50 {during.p50:.2f}, max {during.max:.1f})",
+            f"< {TARGET_P99_MS:.0f} ms",
+            VCSIM_STALL,
+            verdict(during.p99 < TARGET_P99_MS),
+        ],
+        [
+            "... the uploads in that window",
+            f"{len(bg.intervals)} x {human(src.size)}, "
+            f"{statistics.median(up_rates) if up_rates else 0:.0f} MB/s median, "
+            f"covering {cov:.0%} of the wrk window",
+            "-",
+            "-",
+            "-",
+        ],
+    ]
+    errors = [f"{n}: {r.errors}" for n, r in (("idle", alone), ("during upload", during)) if r.errors]
+    if errors:
+        rows.append(["wrk errors", "; ".join(errors), "none", "-", verdict(False)])
+        rep.failed.append("wrk errors")
+    rep.add(
+        "## 3. API: `GET /api/content/library/item/update-session/{id}` with the session header\n\n"
+        + table(["metric", "measured", "target", "vcsim 0.24.2", "verdict"], rows)
+    )
+
+
+def bench_cycles(cfg: Config, srv: Server, api: Api, lib: str, rep: Report) -> None:
+    rows = []
+    for procs in (1, 4):
+        r = cycles_multi(srv, api, lib, procs, cfg.cycle_secs)
+        label = "1 process, 1 keep-alive connection" if procs == 1 else f"{procs} processes, 1 connection each"
+        rows.append(
+            [
+                label,
+                f"{r.rate:,.0f} cycles/s ({r.rate * 4:,.0f} req/s)",
+                f"{r.server_ms_per_cycle:.2f} ms ({r.server_cores:.2f} cores)",
+                " / ".join(f"{t:.1f}" for t in r.step_ms),
+                f"{r.cycles} in {cfg.cycle_secs:g} s",
+                f"{r.other_cores:.2f}",
+            ]
+        )
+    rep.add(
+        "## 4. Update-session cycle: create -> add (SHA1 declared) -> PUT 1 KiB -> complete "
+        "(Python requests)\n\n"
+        + table(
+            [
+                "clients",
+                "rate",
+                "server CPU per cycle",
+                "latency ms: " + " / ".join(STEPS),
+                "cycles",
+                "other cores",
+            ],
+            rows,
+        )
+        + f"\n\nTarget: reported only. vcsim 0.24.2 reference: {VCSIM_CYCLE}."
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_args(argv)
+    if shutil.which("curl") is None:
+        print("curl is required (apt-get install -y curl)", file=sys.stderr)
+        return 2
+    ensure_wrk()
+    if cfg.parent is not None:
+        cfg.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="contentlib-bench-", dir=cfg.parent))
+    srv = Server(work)
+    rep = Report(cfg)
+    try:
+        srv.start()
+        rep.add(header(cfg, work, srv))
+        limits: dict[str, float] = {}
+        with rep.section("bare limits"):
+            limits = bench_limits(cfg, work, rep)
+        api = Api(srv.base, srv.password)
+        lib = api.create_library()
+        print(f"... making a {human(cfg.upload_bytes)} random source file", file=sys.stderr, flush=True)
+        src = make_source(work / "source.bin", cfg.upload_bytes)
+        with rep.section("upload", srv):
+            bench_upload(cfg, srv, api, lib, src, work, rep, limits or {"sha256": float("nan")})
+        with rep.section("API GET rate", srv):
+            bench_api(cfg, srv, api, lib, src, work, rep)
+        with rep.section("cycle rate", srv):
+            bench_cycles(cfg, srv, api, lib, rep)
+    except (BenchError, requests.RequestException) as e:
+        rep.failed.append("setup")
+        rep.add(f"**ERROR**: `{type(e).__name__}: {e}`")
+    finally:
+        srv.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    if rep.failed:
+        rep.add("Problems: " + ", ".join(dict.fromkeys(rep.failed)) + ".")
+    cfg.out.parent.mkdir(parents=True, exist_ok=True)
+    cfg.out.write_text("\n\n".join(rep.sections) + "\n")
+    print(f"written to {cfg.out}", file=sys.stderr)
+    return 1 if rep.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
