@@ -158,7 +158,13 @@ def make_library_and_item(sdk: Sdk) -> tuple[str, str]:
 
 
 def test_sdk_happy_path(sdk: Sdk) -> None:
-    data = b"hello content library\n" + os.urandom(4096)
+    # a real (minimal, unsigned) OVF descriptor: the server parses every .ovf it receives
+    data = (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n'
+        b'<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1"><References/><!-- '
+        + os.urandom(2048).hex().encode()
+        + b" --></Envelope>\n"
+    )
     sha1 = hashlib.sha1(data).hexdigest()
 
     # library and item

@@ -119,13 +119,13 @@ def item_state(api: Api, item: str) -> tuple[str, int, dict[str, dict[str, Any]]
 def test_upload_method_content_type_framing(api: Api, method: str, content_type: str, framing: str) -> None:
     item, sid = new_session(api)
     data = os.urandom(200_000)
-    uri = add_declared(api, sid, "payload.ovf", data)
+    uri = add_declared(api, sid, "payload.bin", data)
     body: bytes | Iterator[bytes] = data if framing == "content-length" else chunks(data, 65_536)
     r = send(uri, body, method, content_type)
     assert r.status_code == 200, r.text
-    assert_ready(file_info(api, sid, "payload.ovf"), data)
+    assert_ready(file_info(api, sid, "payload.bin"), data)
     api.complete(sid)
-    assert api.download(item, "payload.ovf") == data
+    assert api.download(item, "payload.bin") == data
 
 
 def test_upload_without_declarations_uses_server_sha1(api: Api) -> None:

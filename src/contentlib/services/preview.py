@@ -2,8 +2,8 @@
 
 `warning_behavior` (set at create or by PATCH) marks warning types as ignored or not; every warning the preview
 raises is reported with `ignored` computed here, and `complete` refuses while `blocking_warnings` is not empty —
-whichever protocol called it. The preview itself (OVF descriptor, manifest and certificate) is computed by
-`preview_info`; content without a descriptor has no preview.
+whichever protocol called it. The preview itself (OVF descriptor, manifest and certificate) is computed in
+`package.py`.
 """
 
 from __future__ import annotations
@@ -27,15 +27,3 @@ def with_ignored(warnings: list[dict[str, Any]], warning_behavior: list[dict[str
 def blocking_warnings(warnings: list[dict[str, Any]], warning_behavior: list[dict[str, Any]] | None) -> list[str]:
     """The warning types that fail `complete`: raised by the preview and not ignored."""
     return [w["type"] for w in with_ignored(warnings, warning_behavior) if not w["ignored"]]
-
-
-def preview_warnings(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Warnings raised by the session's content. Unsigned content raises none; signed OVF packages
-    (certificate checks) add theirs here."""
-    return []
-
-
-def preview_info(files: list[dict[str, Any]], warning_behavior: list[dict[str, Any]] | None) -> dict[str, Any]:
-    """`UpdateSessionModel.preview_info` of an ACTIVE session. Without an OVF descriptor among the files a preview
-    is not possible: UNAVAILABLE (REFERENCE.md §2)."""
-    return {"state": "UNAVAILABLE"}

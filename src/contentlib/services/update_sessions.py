@@ -21,7 +21,7 @@ import aiohttp
 
 from contentlib import errors
 from contentlib.model import AddSpec, UpdateSessionModel, to_builtins
-from contentlib.services import preview
+from contentlib.services import ovf, package, preview
 from contentlib.services.core import (
     Core,
     Ctx,
@@ -33,8 +33,10 @@ from contentlib.services.core import (
     message_json,
 )
 from contentlib.services.libraries import Libraries
+from contentlib.services.package import Package, item_type
 from contentlib.storage.sqlite import Busy, Row, TokenTaken, dumps
-from contentlib.transfer import Receiver
+from contentlib.tarstream import Data, Member, MemberEnd, TarError, TarReader
+from contentlib.transfer import Receiver, run_blocking
 
 ACTIVE = "ACTIVE"
 TRANSFER_FAILED = "com.vmware.content.updatesession.file.transfer_failed"
@@ -57,6 +59,7 @@ class UpdateSessions:
         self.store = core.store
         self.libraries = libraries
         self.http = http
+        self.package = Package(core)
 
     # -- rendering ------------------------------------------------------------------------------------------
     async def session_model(self, row: Row) -> dict[str, Any]:
@@ -73,10 +76,12 @@ class UpdateSessions:
         if behavior is not None:
             model["warning_behavior"] = behavior
         if row["state"] == ACTIVE:  # union rule: preview_info only while ACTIVE
-            model["preview_info"] = preview.preview_info(await self.store.session_files(row["id"]), behavior)
+            model["preview_info"] = await self.package.preview_info(await self.store.session_files(row["id"]), behavior)
         return model
 
-    def file_info(self, ctx: Ctx, row: Row) -> dict[str, Any]:
+    def file_info(self, ctx: Ctx, row: Row, staged: dict[str, Row] | None = None) -> dict[str, Any]:
+        """`File.Info` of a file the session adds; a file unpacked from an OVA shows the OVA's upload endpoint
+        (`staged`, the session's rows by name, finds it)."""
         live = self.core.live.get((row["session_id"], row["name"]))
         info: dict[str, Any] = {
             "name": row["name"],
@@ -92,8 +97,9 @@ class UpdateSessions:
         elif row["status"] == "READY":
             info["checksum_info"] = {"algorithm": "SHA1", "checksum": row["sha1"]}
         if row["source_type"] == "PUSH":
-            quoted = urllib.parse.quote(row["name"], safe="")
-            info["upload_endpoint"] = {"uri": f"{ctx.base_url}/cls/data/{row['token']}/{quoted}"}
+            carrier = (staged or {}).get(row["parent"], row) if row["parent"] else row
+            quoted = urllib.parse.quote(carrier["name"], safe="")
+            info["upload_endpoint"] = {"uri": f"{ctx.base_url}/cls/data/{carrier['token']}/{quoted}"}
         else:
             info["source_endpoint"] = json.loads(row["source_endpoint"])
         if row["status"] == "ERROR" and row["error_message"] is not None:
@@ -264,24 +270,44 @@ class UpdateSessions:
         await self.core.discard_blobs([b for f in files for b in (f["blob_id"], f["pending_blob"]) if b])
 
     async def complete(self, ctx: Ctx, update_session_id: str) -> None:
-        garbage: list[str] = []
-        blocked: list[str] = []
+        """Publish the session's view into the item in one transaction, once every added file is READY, the OVF
+        package (if any) is complete and valid, and every preview warning is ignored."""
+        row = await self.session(update_session_id)
+        self.require_active(row, "complete")
+        files = await self.store.session_files(update_session_id)
+        unready = [f"{f['name']} ({f['status']})" for f in files if f["op"] == "ADD" and f["status"] != "READY"]
+        if unready:
+            raise errors.not_allowed(
+                f"Cannot complete the update session {update_session_id}: these files are not received "
+                f"correctly: {', '.join(unready)}.",
+                update_session_id,
+                ", ".join(unready),
+                msg_id="com.vmware.content.updatesession.files_not_ready",
+            )
+        missing, invalid = await self.package.problems(row["item_id"], files)
+        if missing or invalid:
+            named = [f"{n} (missing)" for n in missing] + [
+                f"{f['name']} ({f['error_message']['default_message']})" for f in invalid
+            ]
+            raise errors.not_allowed(
+                f"Cannot complete the update session {update_session_id}: the package has missing or invalid "
+                f"files: {'; '.join(named)}.",
+                update_session_id,
+                "; ".join(named),
+                msg_id="com.vmware.content.updatesession.package_invalid",
+            )
+        blocked = preview.blocking_warnings(await self.package.warnings(files), load_json(row["warning_behavior"]))
+        now = self.core.now()
         async with self.store.transaction():
-            row = await self.session(update_session_id)
-            self.require_active(row, "complete")
-            files = await self.store.session_files(update_session_id)
-            unready = [f"{f['name']} ({f['status']})" for f in files if f["op"] == "ADD" and f["status"] != "READY"]
-            if unready:
+            # What was checked above must still be what gets published (no await but the Store's since).
+            current = await self.session(update_session_id)
+            self.require_active(current, "complete")
+            if _fingerprint(await self.store.session_files(update_session_id)) != _fingerprint(files):
                 raise errors.not_allowed(
-                    f"Cannot complete the update session {update_session_id}: these files are not received "
-                    f"correctly: {', '.join(unready)}.",
+                    f"The files of the update session {update_session_id} changed while it was completing; "
+                    "complete it again.",
                     update_session_id,
-                    ", ".join(unready),
-                    msg_id="com.vmware.content.updatesession.files_not_ready",
                 )
-            behavior = load_json(row["warning_behavior"])
-            blocked = preview.blocking_warnings(preview.preview_warnings(files), behavior)
-            now = self.core.now()
             if blocked:
                 text = (
                     f"The update session {update_session_id} failed: the preview raised warnings that were not "
@@ -330,7 +356,8 @@ class UpdateSessions:
                     changed = True
                 continue
             if not f["keep_in_storage"]:
-                garbage.append(f["blob_id"])
+                if f["blob_id"]:
+                    garbage.append(f["blob_id"])
                 continue
             await self.store.put_item_file(
                 {
@@ -347,7 +374,15 @@ class UpdateSessions:
             changed = True
         if changed:
             item = await self.libraries.item(item_id)
-            await self.store.update_item(item_id, {"content_version": item["content_version"] + 1, "modified": now})
+            names = [f["name"] for f in await self.store.item_files(item_id)]
+            await self.store.update_item(
+                item_id,
+                {
+                    "content_version": item["content_version"] + 1,
+                    "modified": now,
+                    "type": item_type(names, item["type"]),
+                },
+            )
         return garbage
 
     # -- update-session file operations ------------------------------------------------------------------------
@@ -363,14 +398,14 @@ class UpdateSessions:
     async def list_files(self, ctx: Ctx, update_session_id: str) -> list[dict[str, Any]]:
         _, staged, current = await self._view(update_session_id)
         infos = [self.unchanged_file_info(f) for name, f in current.items() if name not in staged]
-        infos += [self.file_info(ctx, f) for f in staged.values() if f["op"] == "ADD"]
+        infos += [self.file_info(ctx, f, staged) for f in staged.values() if f["op"] == "ADD"]
         return infos
 
     async def get_file(self, ctx: Ctx, update_session_id: str, file_name: str) -> dict[str, Any]:
         _, staged, current = await self._view(update_session_id)
         f = staged.get(file_name)
         if f is not None and f["op"] == "ADD":
-            return self.file_info(ctx, f)
+            return self.file_info(ctx, f, staged)
         if f is None and file_name in current:
             return self.unchanged_file_info(current[file_name])
         raise self._no_such_file(update_session_id, file_name)
@@ -404,6 +439,12 @@ class UpdateSessions:
                 _thumbprint(spec.source_endpoint.ssl_certificate_thumbprint)
         if spec.checksum_info is None:
             return None, None
+        if ovf.kind_of(spec.name) == "ova":
+            raise errors.invalid_argument(
+                f"file_spec.checksum_info must not be set for the OVA '{spec.name}': its members are verified "
+                "against the package's manifest.",
+                spec.name,
+            )
         algorithm = spec.checksum_info.algorithm or "SHA1"
         checksum = spec.checksum_info.checksum.strip().lower()
         if len(checksum) != _HEX_LENGTH[algorithm] or any(c not in "0123456789abcdef" for c in checksum):
@@ -416,29 +457,33 @@ class UpdateSessions:
 
     async def add_file(self, ctx: Ctx, update_session_id: str, file_spec: AddSpec) -> dict[str, Any]:
         algorithm, checksum = self._check_add_spec(file_spec)
-        row = {
-            "session_id": update_session_id,
-            "name": file_spec.name,
-            "op": "ADD",
-            "source_type": file_spec.source_type,
-            "source_endpoint": dumps(to_builtins(file_spec.source_endpoint)) if file_spec.source_endpoint else None,
-            "token": self.core.new_token() if file_spec.source_type == "PUSH" else None,
-            "declared_size": file_spec.size,
-            "checksum_algorithm": algorithm,
-            "checksum": checksum,
-            "status": "WAITING_FOR_TRANSFER",
-            "bytes_transferred": 0,
-            "size": None,
-            "sha1": None,
-            "blob_id": None,
-            "pending_blob": None,
-            "error_message": None,
-            "keep_in_storage": 1,
-        }
+        kind = ovf.kind_of(file_spec.name)
+        row = _file_row(
+            update_session_id,
+            file_spec.name,
+            source_type=file_spec.source_type,
+            source_endpoint=dumps(to_builtins(file_spec.source_endpoint)) if file_spec.source_endpoint else None,
+            token=self.core.new_token() if file_spec.source_type == "PUSH" else None,
+            declared_size=file_spec.size,
+            checksum_algorithm=algorithm,
+            checksum=checksum,
+            keep_in_storage=0 if kind in ("manifest", "certificate", "ova") else 1,
+        )
         async with self.store.transaction():
             session = await self.session(update_session_id)
             self.require_active(session, "add a file to")
+            if kind in ("manifest", "certificate"):
+                descriptor = package.parts(await self.store.session_files(update_session_id)).get("descriptor")
+                if descriptor is not None:
+                    raise errors.not_allowed(
+                        f"The {kind} '{file_spec.name}' must be added before the OVF descriptor "
+                        f"'{descriptor['name']}', which the session already has.",
+                        file_spec.name,
+                        descriptor["name"],
+                        msg_id="com.vmware.content.updatesession.file.metadata_after_descriptor",
+                    )
             replaced = await self.store.put_session_file(row)
+            replaced += await self.store.delete_members(update_session_id, file_spec.name)
             await self.touch(update_session_id)
         self.core.abort_transfers(update_session_id, "the file was added again", file_spec.name)
         await self.core.discard_blobs(replaced)
@@ -455,30 +500,13 @@ class UpdateSessions:
             f = staged.get(file_name)
             if (f is None and file_name not in current) or (f is not None and f["op"] == "REMOVE"):
                 raise self._no_such_file(update_session_id, file_name)
+            replaced = await self.store.delete_members(update_session_id, file_name)
             if file_name in current:
-                replaced = await self.store.put_session_file(
-                    {
-                        "session_id": update_session_id,
-                        "name": file_name,
-                        "op": "REMOVE",
-                        "source_type": "NONE",
-                        "source_endpoint": None,
-                        "token": None,
-                        "declared_size": None,
-                        "checksum_algorithm": None,
-                        "checksum": None,
-                        "status": "READY",
-                        "bytes_transferred": 0,
-                        "size": None,
-                        "sha1": None,
-                        "blob_id": None,
-                        "pending_blob": None,
-                        "error_message": None,
-                        "keep_in_storage": 1,
-                    }
+                replaced += await self.store.put_session_file(
+                    _file_row(update_session_id, file_name, op="REMOVE", source_type="NONE", status="READY")
                 )
             else:
-                replaced = [b for b in (f["blob_id"], f["pending_blob"]) if b] if f else []
+                replaced += [b for b in (f["blob_id"], f["pending_blob"]) if b] if f else []
                 await self.store.delete_session_file(update_session_id, file_name)
         self.core.abort_transfers(update_session_id, "the file was removed", file_name)
         await self.core.discard_blobs(replaced)
@@ -487,21 +515,8 @@ class UpdateSessions:
         row = await self.session(update_session_id)
         self.require_active(row, "validate")
         await self.touch(update_session_id)
-        invalid = []
-        for f in await self.store.session_files(update_session_id):
-            if f["op"] == "ADD" and f["status"] == "ERROR":
-                invalid.append(
-                    {
-                        "name": f["name"],
-                        "error_message": load_json(f["error_message"])
-                        or {
-                            "id": "com.vmware.content.updatesession.file.error",
-                            "default_message": "The transfer failed.",
-                            "args": [],
-                        },
-                    }
-                )
-        missing: list[str] = []
+        files = await self.store.session_files(update_session_id)
+        missing, invalid = await self.package.problems(row["item_id"], files)
         return {"has_errors": bool(invalid or missing), "missing_files": missing, "invalid_files": invalid}
 
     # -- the data plane: uploads (PUSH) and pulls (PULL) ----------------------------------------------------------
@@ -522,8 +537,10 @@ class UpdateSessions:
         await self._transfer(row, chunks, content_length)
 
     async def _transfer(self, row: Row, chunks: AsyncIterator[bytes], content_length: int | None) -> None:
+        """Receive one file (or unpack one OVA) into the session: TRANSFERRING → READY, or ERROR with a reason."""
         sid, name = row["session_id"], row["name"]
-        blob_id = self.core.new_id()
+        kind = ovf.kind_of(name)
+        blob_id = None if kind == "ova" else self.core.new_id()
         async with self.store.transaction():
             session = await self.session(sid)
             self.require_active(session, "upload to")
@@ -543,87 +560,200 @@ class UpdateSessions:
         live = self.core.live.setdefault((sid, name), LiveTransfer())
         if live.task is None:
             live.task = asyncio.current_task()
-        declared = row["declared_size"]
-        algorithms = ["sha1"]
-        if row["checksum_algorithm"] not in (None, "SHA1"):
-            algorithms.append(row["checksum_algorithm"].lower())
-        receiver = Receiver(self.core.blobs.sink(blob_id), algorithms)
+        meta = None
+        digests: dict[str, str] = {}
         try:
-            try:
-                last_progress = self.core.now()
-                async for chunk in chunks:
-                    if declared is not None and receiver.size + len(chunk) > declared:
-                        raise TransferFailed(f"The file '{name}' is larger than its declared size of {declared} bytes.")
-                    await receiver.feed(chunk)
-                    live.bytes = receiver.size
-                    now = self.core.now()
-                    if now - last_progress >= min(_PROGRESS_EVERY, self.core.settings.update_session_timeout / 4):
-                        last_progress = now
-                        await self.store.update_session_file(
-                            sid, name, {"bytes_transferred": receiver.size}, expect={"pending_blob": blob_id}
-                        )
-                        await self.touch(sid)
-                size, digests = await receiver.finish()
-            except TransferFailed:
-                raise
-            except asyncio.CancelledError:
-                raise TransferFailed(
-                    f"The transfer of '{name}' was stopped: {live.aborted or 'request canceled'}.",
-                    errors.not_allowed(
-                        f"The transfer of '{name}' was stopped: {live.aborted or 'request canceled'}.", name
-                    ),
-                ) from None
-            except (TimeoutError, ConnectionError, aiohttp.ClientError) as e:
-                raise TransferFailed(
-                    f"The connection was lost while receiving '{name}' after {receiver.size} bytes "
-                    f"({e.__class__.__name__})."
-                ) from None
-            except OSError as e:
-                raise TransferFailed(
-                    f"Storing '{name}' failed after {receiver.size} bytes: {e.strerror or e}.",
-                    errors.ApiError(
-                        "UNABLE_TO_ALLOCATE_RESOURCE",
-                        "com.vmware.content.updatesession.file.storage",
-                        f"Storing '{name}' failed: {e.strerror or e}.",
-                        name,
-                    ),
-                ) from None
-            problem = self._check_received(row, content_length, size, digests)
-            if problem is not None:
-                self.core.blobs.delete(blob_id)
-                raise TransferFailed(problem)
+            if kind == "ova":
+                size = await self._unpack(row, chunks, live)
+            else:
+                assert blob_id is not None
+                size, digests = await self._receive(row, blob_id, chunks, live)
+                problem = self._check_received(row, content_length, size, digests)
+                if problem is None:
+                    meta = await self._inspect(name, kind, blob_id)
+                if problem is not None:
+                    raise TransferFailed(problem)
+            if kind == "ova" and content_length is not None and size != content_length:
+                raise TransferFailed(f"The upload of '{name}' ended after {size} of {content_length} bytes.")
         except TransferFailed as failure:
-            await receiver.abort()
-            await self._set_file_error(row, blob_id, failure.reason, receiver.size)
+            await self._set_file_error(row, blob_id, failure.reason, live.bytes)
+            if kind == "ova":
+                async with self.store.transaction():
+                    members = await self.store.delete_members(sid, name)
+                await self.core.discard_blobs(members)
             raise failure.error from None
         finally:
             if self.core.live.get((sid, name)) is live:
                 del self.core.live[(sid, name)]
+        ready = {
+            "status": "READY",
+            "size": size,
+            "sha1": digests.get("sha1"),
+            "blob_id": blob_id,
+            "pending_blob": None,
+            "bytes_transferred": size,
+            "digests": dumps(digests) if digests else None,
+            "meta": dumps(meta) if meta is not None else None,
+        }
         async with self.store.transaction():
             session = await self.session(sid)
             done = session["state"] == ACTIVE and await self.store.update_session_file(
-                sid,
-                name,
-                {
-                    "status": "READY",
-                    "size": size,
-                    "sha1": digests["sha1"],
-                    "blob_id": blob_id,
-                    "pending_blob": None,
-                    "bytes_transferred": size,
-                },
-                expect={"pending_blob": blob_id},
+                sid, name, ready, expect={"pending_blob": blob_id}
             )
             if done:
                 await self.touch(sid)
         if not done:
-            await self.core.discard_blobs([blob_id])
+            await self.core.discard_blobs([blob_id] if blob_id else [])
             raise errors.not_allowed(
                 f"The file '{name}' was received, but its session ended or the file was added "
                 "again meanwhile; it was discarded.",
                 name,
             )
         await self.core.discard_blobs([row["blob_id"]] if row["blob_id"] else [])
+
+    async def _algorithms(self, sid: str, name: str, declared: str | None) -> list[str]:
+        """What to hash on the stream: SHA-1 (the item's checksum), the declared algorithm, and for OVF content
+        SHA-256 plus whatever the session's manifest names for this file, so that checking the manifest later
+        needs no second read of the bytes."""
+        algorithms = ["sha1"]
+        if declared not in (None, "SHA1"):
+            algorithms.append(declared.lower())
+        files = await self.store.session_files(sid)
+        if ovf.kind_of(name) is not None or package.is_ovf_session(files):
+            algorithms.append("sha256")
+            manifest = package.parts(files).get("manifest")
+            if manifest is not None and manifest["meta"]:
+                entry = json.loads(manifest["meta"])["entries"].get(name)
+                if entry is not None:
+                    algorithms.append(entry[0])
+        return list(dict.fromkeys(algorithms))
+
+    async def _receive(
+        self, row: Row, blob_id: str, chunks: AsyncIterator[bytes], live: LiveTransfer
+    ) -> tuple[int, dict[str, str]]:
+        """Stream a body into a new blob, hashing it on the way; TransferFailed (blob gone) if anything breaks."""
+        sid, name, declared = row["session_id"], row["name"], row["declared_size"]
+        receiver = Receiver(self.core.blobs.sink(blob_id), await self._algorithms(sid, name, row["checksum_algorithm"]))
+        try:
+            last_progress = self.core.now()
+            async for chunk in chunks:
+                if declared is not None and receiver.size + len(chunk) > declared:
+                    raise TransferFailed(f"The file '{name}' is larger than its declared size of {declared} bytes.")
+                await receiver.feed(chunk)
+                live.bytes = receiver.size
+                last_progress = await self._progress(row, blob_id, receiver.size, last_progress)
+            return await receiver.finish()
+        except BaseException as e:
+            await receiver.abort()
+            raise _failure(e, name, live) from None
+
+    async def _progress(self, row: Row, blob_id: str | None, received: int, last: float) -> float:
+        """Record bytes_transferred and session activity every so often during a transfer."""
+        now = self.core.now()
+        if now - last < min(_PROGRESS_EVERY, self.core.settings.update_session_timeout / 4):
+            return last
+        await self.store.update_session_file(
+            row["session_id"], row["name"], {"bytes_transferred": received}, expect={"pending_blob": blob_id}
+        )
+        await self.touch(row["session_id"])
+        return now
+
+    async def _inspect(self, name: str, kind: str | None, blob_id: str) -> dict[str, Any] | None:
+        """Parse an OVF descriptor, manifest or certificate once it is in; a bad one fails the file."""
+        parse = {
+            "descriptor": ovf.parse_descriptor,
+            "manifest": ovf.parse_manifest,
+            "certificate": ovf.parse_certificate,
+        }.get(kind or "")
+        if parse is None:
+            return None
+        path = self.core.blobs.path(blob_id)
+        limit = max(ovf.MAX_DESCRIPTOR, ovf.MAX_MANIFEST, ovf.MAX_CERT) + 1
+        data = await run_blocking(_read_head, path, limit)
+        try:
+            meta: dict[str, Any] = await run_blocking(parse, data)
+        except ovf.PackageError as e:
+            self.core.blobs.delete(blob_id)
+            raise TransferFailed(f"'{name}' is not a valid OVF {kind}: {e}.") from None
+        return meta
+
+    async def _unpack(self, ova: Row, chunks: AsyncIterator[bytes], live: LiveTransfer) -> int:
+        """Unpack an OVA while it streams: each tar member becomes a file of the session (descriptor first,
+        then manifest, certificate and disks), hashed and written once, checked like a separately added file."""
+        sid, ova_name = ova["session_id"], ova["name"]
+        reader = TarReader()
+        total = 0
+        last_progress = self.core.now()
+        member: Row | None = None
+        receiver: Receiver | None = None
+        seen: set[str] = set()
+        try:
+            async for chunk in chunks:
+                total += len(chunk)
+                live.bytes = total
+                for event in reader.feed(chunk):
+                    if isinstance(event, Member):
+                        if event.name in seen or ovf.kind_of(event.name) == "ova":
+                            raise TransferFailed(f"The OVA '{ova_name}' holds '{event.name}' twice or nested.")
+                        seen.add(event.name)
+                        member = await self._start_member(ova, event.name, event.size)
+                        receiver = Receiver(
+                            self.core.blobs.sink(member["pending_blob"]),
+                            await self._algorithms(sid, event.name, None),
+                        )
+                    elif isinstance(event, Data):
+                        assert receiver is not None
+                        await receiver.feed(event.view)
+                    elif isinstance(event, MemberEnd):
+                        assert member is not None and receiver is not None
+                        size, digests = await receiver.finish()
+                        receiver = None
+                        await self._finish_member(member, size, digests)
+                last_progress = await self._progress(ova, None, total, last_progress)
+            if not reader.ended:
+                raise TransferFailed(f"The OVA '{ova_name}' ends in the middle of the archive after {total} bytes.")
+        except BaseException as e:
+            if receiver is not None:
+                await receiver.abort()
+            if isinstance(e, TarError):
+                raise TransferFailed(f"The OVA '{ova_name}' is not valid: {e}.") from None
+            raise _failure(e, ova_name, live) from None
+        return total
+
+    async def _start_member(self, ova: Row, name: str, size: int) -> Row:
+        kind = ovf.kind_of(name)
+        row = _file_row(
+            ova["session_id"],
+            name,
+            parent=ova["name"],
+            declared_size=size,
+            status="TRANSFERRING",
+            pending_blob=self.core.new_id(),
+            keep_in_storage=0 if kind in ("manifest", "certificate") else 1,
+        )
+        async with self.store.transaction():
+            replaced = await self.store.put_session_file(row)
+        await self.core.discard_blobs(replaced)
+        return row
+
+    async def _finish_member(self, member: Row, size: int, digests: dict[str, str]) -> None:
+        blob_id = member["pending_blob"]
+        meta = await self._inspect(member["name"], ovf.kind_of(member["name"]), blob_id)
+        await self.store.update_session_file(
+            member["session_id"],
+            member["name"],
+            {
+                "status": "READY",
+                "size": size,
+                "bytes_transferred": size,
+                "sha1": digests["sha1"],
+                "digests": dumps(digests),
+                "blob_id": blob_id,
+                "pending_blob": None,
+                "meta": dumps(meta) if meta is not None else None,
+            },
+            expect={"pending_blob": blob_id},
+        )
 
     @staticmethod
     def _check_received(row: Row, content_length: int | None, size: int, digests: dict[str, str]) -> str | None:
@@ -693,6 +823,71 @@ class UpdateSessions:
             await self._set_file_error(
                 row, row["pending_blob"], "The transfer was interrupted by a server restart; add the file again."
             )
+
+
+def _file_row(session_id: str, name: str, **fields: Any) -> Row:
+    """A session_files row: a file the session adds (by default) or removes."""
+    row: Row = {
+        "session_id": session_id,
+        "name": name,
+        "op": "ADD",
+        "source_type": "PUSH",
+        "source_endpoint": None,
+        "token": None,
+        "declared_size": None,
+        "checksum_algorithm": None,
+        "checksum": None,
+        "status": "WAITING_FOR_TRANSFER",
+        "bytes_transferred": 0,
+        "size": None,
+        "sha1": None,
+        "blob_id": None,
+        "pending_blob": None,
+        "error_message": None,
+        "keep_in_storage": 1,
+        "digests": None,
+        "meta": None,
+        "parent": None,
+    }
+    row.update(fields)
+    return row
+
+
+def _failure(e: BaseException, name: str, live: LiveTransfer) -> TransferFailed:
+    """What a transfer that raised `e` tells the file (its error_message) and the uploader (the error)."""
+    if isinstance(e, TransferFailed):
+        return e
+    if isinstance(e, asyncio.CancelledError):
+        reason = f"The transfer of '{name}' was stopped: {live.aborted or 'the request was canceled'}."
+        return TransferFailed(reason, errors.not_allowed(reason, name))
+    if isinstance(e, TimeoutError | ConnectionError | aiohttp.ClientError):
+        return TransferFailed(
+            f"The connection was lost while receiving '{name}' after {live.bytes} bytes ({e.__class__.__name__})."
+        )
+    if isinstance(e, OSError):
+        reason = f"Storing '{name}' failed after {live.bytes} bytes: {e.strerror or e}."
+        return TransferFailed(
+            reason,
+            errors.ApiError(
+                "UNABLE_TO_ALLOCATE_RESOURCE", "com.vmware.content.updatesession.file.storage", reason, name
+            ),
+        )
+    if isinstance(e, Exception):
+        log.exception("transfer of %s failed", name)
+        return TransferFailed(
+            f"The transfer of '{name}' failed: {e.__class__.__name__}.",
+            errors.internal(f"The transfer of '{name}' failed; the server log has the details."),
+        )
+    raise e
+
+
+def _read_head(path: Any, limit: int) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(limit)
+
+
+def _fingerprint(files: list[Row]) -> list[tuple[Any, ...]]:
+    return [(f["name"], f["op"], f["status"], f["blob_id"]) for f in files]
 
 
 def _thumbprint(text: str) -> bytes:

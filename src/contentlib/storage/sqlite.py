@@ -24,7 +24,7 @@ from typing import Any
 
 Row = dict[str, Any]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -133,6 +133,16 @@ CREATE TABLE download_files (
     sha1 TEXT NOT NULL,
     bytes_transferred INTEGER NOT NULL,
     PRIMARY KEY (session_id, name)
+);
+""",
+    2: """
+ALTER TABLE session_files ADD COLUMN digests TEXT;
+ALTER TABLE session_files ADD COLUMN meta TEXT;
+ALTER TABLE session_files ADD COLUMN parent TEXT;
+CREATE TABLE trusted_certificates (
+    id TEXT PRIMARY KEY,
+    cert_text TEXT NOT NULL,
+    created REAL NOT NULL
 );
 """,
 }
@@ -447,6 +457,30 @@ class SQLiteStore:
             "SELECT * FROM session_files WHERE status IN ('TRANSFERRING', 'VALIDATING') "
             "OR (source_type='PULL' AND status='WAITING_FOR_TRANSFER')"
         )
+
+    async def delete_members(self, sid: str, parent: str) -> list[str]:
+        """Drop the files unpacked from an archive (an OVA) of the session; return their blob ids."""
+        rows = self._all(
+            "SELECT blob_id, pending_blob FROM session_files WHERE session_id=? AND parent=?", (sid, parent)
+        )
+        self._exec("DELETE FROM session_files WHERE session_id=? AND parent=?", (sid, parent))
+        return [b for r in rows for b in (r["blob_id"], r["pending_blob"]) if b]
+
+    # -- trusted certificates ------------------------------------------------------------------------------------
+    async def trusted_certificates(self) -> list[Row]:
+        return self._all("SELECT * FROM trusted_certificates ORDER BY created, id")
+
+    async def trusted_certificate(self, cert_id: str) -> Row | None:
+        return self._one("SELECT * FROM trusted_certificates WHERE id=?", (cert_id,))
+
+    async def add_trusted_certificate(self, cert_id: str, cert_text: str, now: float) -> None:
+        self._exec(
+            "INSERT OR IGNORE INTO trusted_certificates (id, cert_text, created) VALUES (?, ?, ?)",
+            (cert_id, cert_text, now),
+        )
+
+    async def delete_trusted_certificate(self, cert_id: str) -> bool:
+        return self._exec("DELETE FROM trusted_certificates WHERE id=?", (cert_id,)) > 0
 
     # -- download sessions -----------------------------------------------------------------------------------
     async def insert_download_session(self, row: Row) -> None:
