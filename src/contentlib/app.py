@@ -13,7 +13,7 @@ from aiohttp import web
 
 from contentlib import operations
 from contentlib.config import Settings
-from contentlib.protocols.rest import RestApi, errors_middleware, routes
+from contentlib.protocols.rest import RestApi, routes
 from contentlib.services.auth import Auth
 from contentlib.services.core import Core
 from contentlib.services.download_sessions import DownloadSessions
@@ -48,7 +48,7 @@ class App:
         return f"{request.scheme}://{request.host}"
 
     def web_app(self) -> web.Application:
-        app = web.Application(middlewares=[errors_middleware], client_max_size=self.settings.max_api_body)
+        app = web.Application(client_max_size=self.settings.max_api_body)
         app.add_routes(routes(self.rest))
         app.on_startup.append(self._on_startup)
         app.on_cleanup.append(self._on_cleanup)

@@ -8,7 +8,8 @@ optionals out, which is what the SDK expects.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -146,7 +147,15 @@ def to_builtins(value: Any) -> Any:
     return msgspec.to_builtins(value)
 
 
+_seconds_text: dict[int, str] = {}
+
+
 def fmt_time(t: float) -> str:
     """Datetimes on the wire: UTC, milliseconds, `Z` (what the SDK sends and parses)."""
-    d = datetime.fromtimestamp(t, UTC)
-    return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond // 1000:03d}Z"
+    seconds = int(t)
+    text = _seconds_text.get(seconds)
+    if text is None:  # the same few seconds are formatted over and over: remember them
+        if len(_seconds_text) > 4096:
+            _seconds_text.clear()
+        text = _seconds_text[seconds] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{text}.{int((t - seconds) * 1000):03d}Z"

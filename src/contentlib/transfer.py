@@ -10,15 +10,26 @@ during an upload halves).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import mmap
+import os
+import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-BATCH = 16 * 1024 * 1024
+BATCH = 8 * 1024 * 1024
 
-_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="transfer")
+
+def _lower_priority() -> None:
+    """Worker threads yield the CPU to the event loop thread when both want it: on 2 cores an upload's hashing
+    would otherwise push API latency up (Linux nice values are per thread)."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+
+
+_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="transfer", initializer=_lower_priority)
 _free_buffers: list[mmap.mmap] = []
 _MAX_FREE_BUFFERS = 4
 

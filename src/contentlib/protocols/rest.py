@@ -25,16 +25,18 @@ if TYPE_CHECKING:
 log = logging.getLogger("contentlib.rest")
 
 JSON = "application/json"
+_JSON_HEADERS = {"Content-Type": JSON}
 _encode = msgspec.json.encode
 
 
 def error_response(e: errors.ApiError) -> web.Response:
-    return web.Response(status=e.status, body=_encode(e.to_rest()), content_type=JSON)
+    return web.Response(status=e.status, body=_encode(e.to_rest()), headers=_JSON_HEADERS)
 
 
 @dataclass
 class _Route:
     method: str
+    path: str
     pattern: re.Pattern[str]
     by_action: dict[str, Operation] = field(default_factory=dict)
     dispatch: Operation | None = None  # the operation selected by a `?name`-style dispatch parameter
@@ -43,6 +45,14 @@ class _Route:
     @property
     def params(self) -> int:
         return self.pattern.pattern.count("(?P<")
+
+    @property
+    def segments(self) -> int:
+        return self.path.count("/")
+
+    @property
+    def variable(self) -> bool:
+        return "{file_name}" in self.path
 
 
 def _compile(path: str) -> re.Pattern[str]:
@@ -55,7 +65,7 @@ class Router:
         routes: dict[tuple[str, str], _Route] = {}
         plain: dict[tuple[str, str], list[Operation]] = {}
         for op in operations:
-            route = routes.setdefault((op.method, op.path), _Route(op.method, _compile(op.path)))
+            route = routes.setdefault((op.method, op.path), _Route(op.method, op.path, _compile(op.path)))
             if op.action is not None:
                 route.by_action[op.action] = op
             else:
@@ -67,13 +77,18 @@ class Router:
                     routes[key].dispatch = op
                 else:
                     routes[key].plain = op
-        self.routes = list(routes.values())
-        # Literal paths first, so `/item/update-session` never matches `/item/{library_item_id}`.
-        self.routes.sort(key=lambda r: r.params)
+        # Literal paths first, so `/item/update-session` never matches `/item/{library_item_id}`; and only the
+        # routes with as many segments as the request's path are tried (a `{file_name}` may hold more).
+        ordered = sorted(routes.values(), key=lambda r: r.params)
+        longest = max(r.segments for r in ordered)
+        self.by_segments = {
+            n: [r for r in ordered if r.segments == n or (r.variable and r.segments <= n)] for n in range(longest + 1)
+        }
+        self.variable = [r for r in ordered if r.variable]
 
     def match(self, method: str, path: str, query: Any) -> tuple[Operation, dict[str, str]]:
         matched: int | None = None  # how many parameters the first route matching the path has
-        for route in self.routes:
+        for route in self.by_segments.get(path.count("/"), self.variable):
             if matched is not None and route.params > matched:
                 break  # a literal segment matched: `/item/update-session` is never an item id
             m = route.pattern.match(path)
@@ -154,9 +169,11 @@ class RestApi:
             result = await op.handler(ctx, **kwargs)
         except errors.ApiError as e:
             return error_response(e)
+        except Exception:
+            return internal_error(request)
         if op.status == 204:
             return web.Response(status=204)
-        return web.Response(status=op.status, body=_encode(result), content_type=JSON)
+        return web.Response(status=op.status, body=_encode(result), headers=_JSON_HEADERS)
 
     async def _authenticate(self, request: web.Request, op: Operation) -> Ctx:
         base_url = self.app.base_url(request)
@@ -207,6 +224,8 @@ class RestApi:
             )
         except errors.ApiError as e:
             return error_response(e)
+        except Exception:
+            return internal_error(request)
         return web.Response(status=200)
 
     async def download(self, request: web.Request) -> web.StreamResponse:
@@ -216,6 +235,8 @@ class RestApi:
             )
         except errors.ApiError as e:
             return error_response(e)
+        except Exception:
+            return internal_error(request)
         if "Range" in request.headers and not _satisfiable(request, path.stat().st_size):
             # aiohttp would answer this one chunked; clients expect a plain, sized 416.
             return web.Response(status=416, headers={"Content-Range": f"bytes */{path.stat().st_size}"})
@@ -240,24 +261,10 @@ def _satisfiable(request: web.Request, size: int) -> bool:
     return start < size
 
 
-@web.middleware
-async def errors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    try:
-        response: web.StreamResponse = await handler(request)
-        return response
-    except errors.ApiError as e:
-        return error_response(e)
-    except web.HTTPException as e:
-        if e.status >= 400:
-            error_type = {404: "OPERATION_NOT_FOUND", 405: "OPERATION_NOT_FOUND", 413: "INVALID_ARGUMENT"}.get(
-                e.status, "INVALID_REQUEST"
-            )
-            err = errors.ApiError(error_type, "com.vmware.vapi.rest.http", f"{e.reason}: {request.path}")
-            return web.Response(status=e.status, body=_encode(err.to_rest()), content_type=JSON)
-        raise
-    except Exception:
-        log.exception("unexpected error in %s %s", request.method, request.path)
-        return error_response(errors.internal("An internal error occurred; the server log has the details."))
+def internal_error(request: web.Request) -> web.Response:
+    """A bug: log it with its stack; the client gets a vendor error without one."""
+    log.exception("unexpected error in %s %s", request.method, request.path)
+    return error_response(errors.internal("An internal error occurred; the server log has the details."))
 
 
 def routes(api: RestApi) -> list[web.RouteDef]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import secrets
 import time
@@ -17,7 +16,7 @@ from contentlib import errors
 from contentlib.config import Settings
 from contentlib.model import fmt_time
 from contentlib.storage.fs import FileBlobStore
-from contentlib.storage.sqlite import SQLiteStore
+from contentlib.storage.sqlite import SQLiteStore, dumps, loads
 
 log = logging.getLogger("contentlib")
 
@@ -103,8 +102,7 @@ def check_file_name(name: str) -> str:
 
 
 def message_json(msg_id: str, text: str, *args: object) -> str:
-    return json.dumps(errors.message(msg_id, text, *args))
+    return dumps(errors.message(msg_id, text, *args))
 
 
-def load_json(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+load_json = loads

@@ -8,14 +8,13 @@ replaces the file meanwhile (the garbage collector keeps blobs that ACTIVE downl
 from __future__ import annotations
 
 import contextlib
-import json
 import urllib.parse
 from pathlib import Path
 from typing import Any
 
 from contentlib import errors
 from contentlib.model import DownloadSessionModel, EndpointType
-from contentlib.services.core import Core, Ctx, check_client_token, message_json
+from contentlib.services.core import Core, Ctx, check_client_token, load_json, message_json
 from contentlib.services.libraries import Libraries
 from contentlib.storage.sqlite import Row, TokenTaken
 
@@ -37,7 +36,7 @@ class DownloadSessions:
             "expiration_time": self.core.expiration(row["last_activity"]),
         }
         if row["error_message"] is not None:
-            model["error_message"] = json.loads(row["error_message"])
+            model["error_message"] = load_json(row["error_message"])
         return model
 
     async def session(self, sid: str) -> Row:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from contentlib import errors
@@ -16,7 +15,7 @@ from contentlib.model import (
     fmt_time,
     to_builtins,
 )
-from contentlib.services.core import Core, Ctx, check_client_token
+from contentlib.services.core import Core, Ctx, check_client_token, load_json
 from contentlib.storage.sqlite import Row, TokenTaken, dumps
 
 _LIBRARY_EXTRA = ("optimization_info", "publish_info", "subscription_info", "security_policy_id", "configuration_info")
@@ -54,14 +53,14 @@ class Libraries:
             "name": row["name"],
             "description": row["description"],
             "type": row["type"],
-            "storage_backings": json.loads(row["storage_backings"]),
+            "storage_backings": load_json(row["storage_backings"]),
             "creation_time": fmt_time(row["created"]),
             "last_modified_time": fmt_time(row["modified"]),
             "version": str(row["version"]),
             "server_guid": self.server_guid,
             "state_info": {"state": "ACTIVE"},
         }
-        model.update(json.loads(row["extra"]))
+        model.update(load_json(row["extra"]))
         return model
 
     # -- libraries -----------------------------------------------------------------------------------------
@@ -134,7 +133,7 @@ class Libraries:
             if spec.name is not None and row["name"].lower() != spec.name.lower():
                 continue
             if want_backing is not None and not any(
-                all(b.get(k) == v for k, v in want_backing.items()) for b in json.loads(row["storage_backings"])
+                all(b.get(k) == v for k, v in want_backing.items()) for b in load_json(row["storage_backings"])
             ):
                 continue
             found.append(row["id"])
@@ -165,7 +164,7 @@ class Libraries:
                 fields["name"] = update_spec.name
             if update_spec.description is not None:
                 fields["description"] = update_spec.description
-            extra = json.loads(row["extra"])
+            extra = load_json(row["extra"])
             for k in _LIBRARY_EXTRA:
                 if (v := to_builtins(getattr(update_spec, k))) is not None:
                     extra[k] = v

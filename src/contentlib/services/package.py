@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import json
 from typing import Any
 
 from contentlib import errors
@@ -70,7 +69,7 @@ class Package:
         if cert is None:
             return "NOT_APPLICABLE", None
         review = ovf.certificate_review(
-            json.loads(cert["meta"])["chain"], await self._trusted(), datetime.datetime.now(datetime.UTC)
+            load_json(cert["meta"])["chain"], await self._trusted(), datetime.datetime.now(datetime.UTC)
         )
         return "AVAILABLE", review
 
@@ -134,7 +133,7 @@ class Package:
             invalid.setdefault(name, _message(f"com.vmware.content.updatesession.package.{msg_id}", text, name))
 
         if "descriptor" in ready:
-            for href, size in json.loads(ready["descriptor"]["meta"])["references"].items():
+            for href, size in load_json(ready["descriptor"]["meta"])["references"].items():
                 target = view.get(href)
                 if target is None:
                     missing.append(href)
@@ -144,7 +143,7 @@ class Package:
                     )
         manifest = ready.get("manifest")
         if manifest is not None:
-            for name, (algorithm, expected) in json.loads(manifest["meta"])["entries"].items():
+            for name, (algorithm, expected) in load_json(manifest["meta"])["entries"].items():
                 target = view.get(name)
                 if target is None:
                     if name not in missing:
@@ -160,7 +159,7 @@ class Package:
                         )
         cert = ready.get("certificate")
         if cert is not None:
-            meta = json.loads(cert["meta"])
+            meta = load_json(cert["meta"])
             if manifest is None or meta["manifest"] != manifest["name"]:
                 invalidate(
                     cert["name"],
@@ -168,7 +167,7 @@ class Package:
                     f"The certificate file {cert['name']} signs the manifest "
                     f"'{meta['manifest']}', which is not part of the session.",
                 )
-            elif (why := ovf.verify_signature(meta, json.loads(manifest["meta"]))) is not None:
+            elif (why := ovf.verify_signature(meta, load_json(manifest["meta"]))) is not None:
                 invalidate(cert["name"], "bad_signature", f"The signature in {cert['name']} is not valid: {why}.")
         return missing, list(self._invalid_list(invalid))
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import ssl
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -71,12 +70,13 @@ class UpdateSessions:
             "expiration_time": self.core.expiration(row["last_activity"]),
         }
         if row["error_message"] is not None:
-            model["error_message"] = json.loads(row["error_message"])
+            model["error_message"] = load_json(row["error_message"])
         behavior = load_json(row["warning_behavior"])
         if behavior is not None:
             model["warning_behavior"] = behavior
         if row["state"] == ACTIVE:  # union rule: preview_info only while ACTIVE
-            model["preview_info"] = await self.package.preview_info(await self.store.session_files(row["id"]), behavior)
+            files = await self.store.session_files(row["id"]) if row["has_package"] else []
+            model["preview_info"] = await self.package.preview_info(files, behavior)
         return model
 
     def file_info(self, ctx: Ctx, row: Row, staged: dict[str, Row] | None = None) -> dict[str, Any]:
@@ -101,9 +101,9 @@ class UpdateSessions:
             quoted = urllib.parse.quote(carrier["name"], safe="")
             info["upload_endpoint"] = {"uri": f"{ctx.base_url}/cls/data/{carrier['token']}/{quoted}"}
         else:
-            info["source_endpoint"] = json.loads(row["source_endpoint"])
+            info["source_endpoint"] = load_json(row["source_endpoint"])
         if row["status"] == "ERROR" and row["error_message"] is not None:
-            info["error_message"] = json.loads(row["error_message"])
+            info["error_message"] = load_json(row["error_message"])
         return info
 
     @staticmethod
@@ -485,6 +485,8 @@ class UpdateSessions:
             replaced = await self.store.put_session_file(row)
             replaced += await self.store.delete_members(update_session_id, file_spec.name)
             await self.touch(update_session_id)
+            if kind is not None:  # the session now builds an OVF package: its GET computes a preview
+                await self.store.update_update_session(update_session_id, {"has_package": 1})
         self.core.abort_transfers(update_session_id, "the file was added again", file_spec.name)
         await self.core.discard_blobs(replaced)
         stored = await self.store.session_file(update_session_id, file_spec.name)
@@ -623,7 +625,7 @@ class UpdateSessions:
             algorithms.append("sha256")
             manifest = package.parts(files).get("manifest")
             if manifest is not None and manifest["meta"]:
-                entry = json.loads(manifest["meta"])["entries"].get(name)
+                entry = load_json(manifest["meta"])["entries"].get(name)
                 if entry is not None:
                     algorithms.append(entry[0])
         return list(dict.fromkeys(algorithms))
@@ -791,7 +793,7 @@ class UpdateSessions:
         live.task = asyncio.get_running_loop().create_task(self._pull(row))
 
     async def _pull(self, row: Row) -> None:
-        endpoint = json.loads(row["source_endpoint"])
+        endpoint = load_json(row["source_endpoint"])
         uri = endpoint["uri"]
         try:
             assert self.http is not None

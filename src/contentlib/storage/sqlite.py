@@ -15,12 +15,13 @@ are JSON text; versions are integers rendered as strings by the services.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 Row = dict[str, Any]
 
@@ -139,6 +140,7 @@ CREATE TABLE download_files (
 ALTER TABLE session_files ADD COLUMN digests TEXT;
 ALTER TABLE session_files ADD COLUMN meta TEXT;
 ALTER TABLE session_files ADD COLUMN parent TEXT;
+ALTER TABLE update_sessions ADD COLUMN has_package INTEGER NOT NULL DEFAULT 0;
 CREATE TABLE trusted_certificates (
     id TEXT PRIMARY KEY,
     cert_text TEXT NOT NULL,
@@ -161,7 +163,13 @@ def _dict_factory(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> Row:
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    """JSON text for a column (structured values: backings, messages, warning behavior, parsed metadata)."""
+    return msgspec.json.encode(value).decode()
+
+
+def loads(text: str | None) -> Any:
+    """The value of a JSON column; None for SQL NULL."""
+    return None if text is None else msgspec.json.decode(text)
 
 
 class SQLiteStore:
