@@ -18,9 +18,11 @@ from contentlib.services.auth import Auth
 from contentlib.services.core import Core
 from contentlib.services.download_sessions import DownloadSessions
 from contentlib.services.libraries import Libraries
+from contentlib.services.trusted_certificates import TrustedCertificates
 from contentlib.services.update_sessions import UpdateSessions
 from contentlib.storage.fs import FileBlobStore
 from contentlib.storage.sqlite import SQLiteStore
+from contentlib.transfer import run_blocking
 
 log = logging.getLogger("contentlib")
 
@@ -38,6 +40,7 @@ class App:
         self.libraries = Libraries(self.core)
         self.update_sessions = UpdateSessions(self.core, self.libraries)
         self.download_sessions = DownloadSessions(self.core, self.libraries)
+        self.trusted = TrustedCertificates(self.core)
         self.operations = operations.build(self)
         self.rest = RestApi(self)
         self._sweeper: asyncio.Task[None] | None = None
@@ -104,6 +107,7 @@ class App:
         for sid in await self.store.ended_download_sessions(now - s.session_retention):
             await self.store.delete_download_session(sid)
         await self.auth.sweep()
+        await run_blocking(self.store.checkpoint)
         if now - self._last_gc >= _GC_EVERY:
             await self.collect_garbage()
 
@@ -112,18 +116,11 @@ class App:
         a request that died). The listing is taken before the references are read: a blob's row is always written
         before the blob itself, so a blob in the listing whose row exists is seen as referenced."""
         self._last_gc = time.time()
-        listing = list(self.core.blobs.list_ids())
+        listing = await run_blocking(self.core.blobs.list_ids)
         referenced = await self.store.referenced_blobs()
-        removed = 0
-        for blob_id in listing:
-            if blob_id in referenced:
-                continue
-            path = self.core.blobs.path(blob_id)
-            with contextlib.suppress(OSError):
-                if grace and time.time() - path.stat().st_mtime < grace:
-                    continue
-                path.unlink()
-                removed += 1
+        removed: int = await run_blocking(
+            self.core.blobs.delete_orphans, [b for b in listing if b not in referenced], grace
+        )
         if removed:
             log.info("removed %d orphaned blob(s)", removed)
         return removed

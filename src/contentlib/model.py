@@ -142,6 +142,10 @@ class AddSpec(Struct, omit_defaults=True):
     checksum_info: ChecksumInfo | None = None
 
 
+class TrustedCertificateCreateSpec(Struct):
+    cert_text: str
+
+
 def to_builtins(value: Any) -> Any:
     """A Struct (or anything msgspec can encode) as plain JSON-ready values."""
     return msgspec.to_builtins(value)

@@ -26,6 +26,7 @@ from contentlib.model import (
     ItemModel,
     LibraryFindSpec,
     LibraryModel,
+    TrustedCertificateCreateSpec,
     UpdateSessionModel,
 )
 
@@ -96,6 +97,7 @@ ITEM = "com.vmware.content.library.item"
 LIB = "com.vmware.content.library"
 LOCAL = "com.vmware.content.local_library"
 SESSION = "com.vmware.cis.session"
+TRUST = "com.vmware.content.trusted_certificates"
 
 US_ID = _p("update_session_id", "path")
 DS_ID = _p("download_session_id", "path")
@@ -105,7 +107,7 @@ LIB_ID = _p("library_id", "path")
 
 def build(app: Any) -> list[Operation]:
     """The table, bound to the service objects of a running server (`app.App`)."""
-    auth, libs, us, ds = app.auth, app.libraries, app.update_sessions, app.download_sessions
+    auth, libs, us, ds, trust = app.auth, app.libraries, app.update_sessions, app.download_sessions, app.trusted
 
     async def local_get(ctx: Any, library_id: str) -> Any:
         return await libs.get(ctx, library_id, local_only=True)
@@ -472,5 +474,36 @@ def build(app: Any) -> list[Operation]:
             (DS_ID, _p("file_name", "field"), _p("endpoint_type", "field", EndpointType, False)),
             ds.prepare,
             200,
+        ),
+        O(
+            TRUST,
+            "create",
+            "POST",
+            f"{base}/trusted-certificates",
+            None,
+            (_p("spec", "body", TrustedCertificateCreateSpec),),
+            trust.create,
+            201,
+        ),
+        O(TRUST, "list", "GET", f"{base}/trusted-certificates", None, (), trust.list_all, 200),
+        O(
+            TRUST,
+            "get",
+            "GET",
+            f"{base}/trusted-certificates/{{certificate}}",
+            None,
+            (_p("certificate", "path"),),
+            trust.get,
+            200,
+        ),
+        O(
+            TRUST,
+            "delete",
+            "DELETE",
+            f"{base}/trusted-certificates/{{certificate}}",
+            None,
+            (_p("certificate", "path"),),
+            trust.delete,
+            204,
         ),
     ]

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 BATCH = 8 * 1024 * 1024
+RING = 3  # batch buffers per transfer: RING x BATCH of memory, flat whatever the size
 
 
 def _lower_priority() -> None:
@@ -70,48 +71,62 @@ async def run_blocking(fn: Any, *args: Any) -> Any:
 
 
 class Receiver:
-    """Feed it chunks; `finish()` makes the blob durable and returns the size and the hex digests."""
+    """Feed it chunks; `finish()` makes the blob durable and returns the size and the hex digests.
+
+    A ring of RING batch buffers feeds a pipeline with one stage per hash algorithm and one for the write. Each
+    stage handles the batches in order (a stage's work on batch i starts after its work on batch i-1), but the
+    stages run side by side and the loop goes on receiving into the next free buffer, so a slow moment in one
+    stage does not stall the socket.
+    """
 
     def __init__(self, sink: Sink, algorithms: Iterable[str]) -> None:
         self.sink = sink
         self.hashers = {alg: hashlib.new(alg) for alg in dict.fromkeys(algorithms)}
-        self.buffers = [_take_buffer(), _take_buffer()]
+        self.buffers = [_take_buffer() for _ in range(RING)]
+        self.busy: list[asyncio.Future[Any] | None] = [None] * RING  # a buffer's batch, until every stage is done
+        self.last: list[asyncio.Future[Any] | None] = [None] * (len(self.hashers) + 1)  # each stage's latest work
         self.current = 0
         self.fill = 0
         self.size = 0
-        self.pending: list[asyncio.Future[Any]] = []
         self.closed = False
 
     async def feed(self, chunk: bytes | bytearray | memoryview) -> None:
         data = memoryview(chunk)
         while data:
+            if self.fill == 0 and self.busy[self.current] is not None:
+                await self._wait(self.current)
             n = min(len(data), BATCH - self.fill)
             self.buffers[self.current][self.fill : self.fill + n] = data[:n]
             self.fill += n
             self.size += n
             data = data[n:]
             if self.fill == BATCH:
-                await self._dispatch()
+                self._dispatch()
 
-    async def _dispatch(self) -> None:
-        await self._drain()
+    async def _wait(self, index: int) -> None:
+        busy, self.busy[index] = self.busy[index], None
+        if busy is not None:
+            await busy
+
+    def _dispatch(self) -> None:
         loop = asyncio.get_running_loop()
         buf, n = self.buffers[self.current], self.fill
-        self.pending = [loop.run_in_executor(_pool, _hash, h, buf, n) for h in self.hashers.values()]
-        self.pending.append(loop.run_in_executor(_pool, _write, self.sink, buf, n))
-        self.current ^= 1
+        work = [(_hash, h) for h in self.hashers.values()] + [(_write, self.sink)]
+        stages = []
+        for s, (fn, target) in enumerate(work):
+            stage = loop.create_task(_after(self.last[s], fn, target, buf, n))
+            self.last[s] = stage
+            stages.append(stage)
+        self.busy[self.current] = asyncio.gather(*stages)
+        self.current = (self.current + 1) % RING
         self.fill = 0
-
-    async def _drain(self) -> None:
-        pending, self.pending = self.pending, []
-        if pending:
-            await asyncio.gather(*pending)
 
     async def finish(self) -> tuple[int, dict[str, str]]:
         try:
             if self.fill:
-                await self._dispatch()
-            await self._drain()
+                self._dispatch()
+            for index in range(RING):
+                await self._wait(index)
             await run_blocking(self.sink.commit, self.size)
         except BaseException:
             await self.abort()
@@ -123,9 +138,9 @@ class Receiver:
         if self.closed:
             return
         try:
-            await asyncio.gather(*self.pending, return_exceptions=True)
+            await asyncio.gather(*(b for b in self.busy if b is not None), return_exceptions=True)
         finally:
-            self.pending = []
+            self.busy = [None] * RING
             await run_blocking(self.sink.abort)
             self._release()
 
@@ -134,3 +149,10 @@ class Receiver:
             self.closed = True
             for buf in self.buffers:
                 _give_buffer(buf)
+
+
+async def _after(previous: asyncio.Future[Any] | None, fn: Any, *args: Any) -> None:
+    """Run `fn(*args)` in a worker thread once the stage's previous batch is through it."""
+    if previous is not None:
+        await previous
+    await asyncio.get_running_loop().run_in_executor(_pool, fn, *args)

@@ -4,7 +4,6 @@ one operation applies."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -17,6 +16,7 @@ from contentlib.config import Settings
 from contentlib.model import fmt_time
 from contentlib.storage.fs import FileBlobStore
 from contentlib.storage.sqlite import SQLiteStore, dumps, loads
+from contentlib.transfer import run_blocking
 
 log = logging.getLogger("contentlib")
 
@@ -72,11 +72,11 @@ class Core:
                     live.task.cancel()
 
     async def discard_blobs(self, blob_ids: list[str]) -> None:
-        """Delete blobs that lost their last reference (checked again: another row may share it)."""
-        for blob_id in blob_ids:
-            if not await self.store.is_blob_referenced(blob_id):
-                with contextlib.suppress(OSError):
-                    self.blobs.delete(blob_id)
+        """Delete blobs that lost their last reference (checked again: another row may share it). Unlinking a
+        large file takes the filesystem a while, so it happens in a worker thread, never in the event loop."""
+        unreferenced = [b for b in blob_ids if not await self.store.is_blob_referenced(b)]
+        if unreferenced:
+            await run_blocking(self.blobs.delete_all, unreferenced)
 
 
 def check_client_token(token: str | None) -> str | None:

@@ -675,7 +675,6 @@ class UpdateSessions:
         try:
             meta: dict[str, Any] = await run_blocking(parse, data)
         except ovf.PackageError as e:
-            self.core.blobs.delete(blob_id)
             raise TransferFailed(f"'{name}' is not a valid OVF {kind}: {e}.") from None
         return meta
 

@@ -14,9 +14,10 @@ request that died) are deleted by the garbage collector (`app.collect_garbage`).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
-from collections.abc import Iterator
+import time
 from pathlib import Path
 
 ALIGN = 4096
@@ -88,8 +89,23 @@ class FileBlobStore:
     def delete(self, blob_id: str) -> None:
         self.path(blob_id).unlink(missing_ok=True)
 
-    def list_ids(self) -> Iterator[str]:
-        for sub in self.root.iterdir():
-            if sub.is_dir():
-                for f in sub.iterdir():
-                    yield f.name
+    def delete_all(self, blob_ids: list[str]) -> None:
+        for blob_id in blob_ids:
+            with contextlib.suppress(OSError):
+                self.delete(blob_id)
+
+    def list_ids(self) -> list[str]:
+        return [f.name for sub in self.root.iterdir() if sub.is_dir() for f in sub.iterdir()]
+
+    def delete_orphans(self, candidates: list[str], grace: float) -> int:
+        """Delete the candidate blobs not modified within `grace` seconds; return how many went."""
+        removed = 0
+        now = time.time()
+        for blob_id in candidates:
+            path = self.path(blob_id)
+            with contextlib.suppress(OSError):
+                if grace and now - path.stat().st_mtime < grace:
+                    continue
+                path.unlink()
+                removed += 1
+        return removed

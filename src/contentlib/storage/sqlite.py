@@ -183,6 +183,10 @@ class SQLiteStore:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=10000")
         self.db.execute("PRAGMA foreign_keys=ON")
+        # Checkpoints write and fsync the database file: not in the event loop on commit, but from the sweeper
+        # in a worker thread on a connection of its own (`checkpoint`).
+        self.db.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpointer: sqlite3.Connection | None = None
         self._tx_depth = 0
         self._migrate()
 
@@ -203,6 +207,15 @@ class SQLiteStore:
 
     def close(self) -> None:
         self.db.close()
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file (blocking: call it from a worker thread)."""
+        if self._checkpointer is None:
+            self._checkpointer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._checkpointer.execute("PRAGMA busy_timeout=10000")
+        self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
