@@ -1,10 +1,10 @@
 """The data plane's inner loop: a body stream into a blob, hashed on the way, never held whole in memory.
 
-The event loop only copies received chunks into one of two page-aligned batch buffers. Each full batch is handed
-to worker threads: one per hash algorithm and one for the write (hashlib and os.write release the GIL), while the
-loop fills the other buffer. At most two batches are alive, so memory stays flat whatever the size, and the loop
-stays free for API requests (research/stack.md §2: 4x faster than hashing and writing in the loop, and API p99
-during an upload halves).
+The event loop only copies received chunks into a small ring of page-aligned batch buffers. Each full batch is
+handed to worker threads: one stage per hash algorithm and one for the write (hashlib and os.write release the
+GIL), while the loop fills the next buffer. At most RING batches are alive, so memory stays flat whatever the
+size, and the loop stays free for API requests (research/stack.md §2: 4x faster than hashing and writing in the
+loop, and API p99 during an upload halves). The worker threads run at a lower CPU priority than the loop.
 """
 
 from __future__ import annotations
