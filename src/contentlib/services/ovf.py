@@ -140,6 +140,8 @@ def parse_certificate(data: bytes) -> dict[str, Any]:
             break
     if signature is None:
         raise PackageError("the certificate file has no signature line 'SHA256(name.mf)= hex'")
+    if len(signature[2]) % 2:
+        raise PackageError("the signature in the certificate file has an odd number of hex digits")
     try:
         chain = x509.load_pem_x509_certificates(data)
     except ValueError:
@@ -178,8 +180,8 @@ class Warning_:
 
 
 def _name(n: x509.Name) -> str:
-    """`/C=US/O=Example/CN=signer`, the OpenSSL one-line form the vendor's docs show."""
-    return "".join(f"/{part}" for part in reversed(n.rfc4514_string().split(","))) if n.rdns else ""
+    """`/C=US/O=Example, Inc./CN=signer`, the OpenSSL one-line form the vendor's docs show."""
+    return "".join(f"/{a.rfc4514_attribute_name}={a.value!s}" for a in n)
 
 
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
