@@ -13,6 +13,7 @@ from aiohttp import web
 
 from contentlib import operations
 from contentlib.config import Settings
+from contentlib.protocols.jsonrpc import JsonRpcApi
 from contentlib.protocols.rest import RestApi, routes
 from contentlib.services.auth import Auth
 from contentlib.services.core import Core
@@ -43,6 +44,7 @@ class App:
         self.trusted = TrustedCertificates(self.core)
         self.operations = operations.build(self)
         self.rest = RestApi(self)
+        self.jsonrpc = JsonRpcApi(self)
         self._sweeper: asyncio.Task[None] | None = None
         self._last_gc = 0.0
 
@@ -52,7 +54,7 @@ class App:
 
     def web_app(self) -> web.Application:
         app = web.Application(client_max_size=self.settings.max_api_body)
-        app.add_routes(routes(self.rest))
+        app.add_routes(routes(self.rest, self.jsonrpc))
         app.on_startup.append(self._on_startup)
         app.on_cleanup.append(self._on_cleanup)
         return app
@@ -94,18 +96,8 @@ class App:
         """Expire idle ACTIVE sessions, delete finished ones after the retention period, forget idle API
         sessions, and now and then delete orphaned blobs."""
         now = time.time()
-        s = self.settings
-        # A transfer whose bytes flow records activity at least every timeout/4, so only stalled ones expire here.
-        for row in await self.store.expired_update_sessions(now - s.update_session_timeout):
-            await self.update_sessions.expire(row["id"])
-        for sid in await self.store.expired_download_sessions(now - s.update_session_timeout):
-            await self.download_sessions.expire(sid)
-        for sid in await self.store.ended_update_sessions(now - s.session_retention):
-            async with self.store.transaction():
-                blobs = await self.store.delete_update_session(sid)
-            await self.core.discard_blobs(blobs)
-        for sid in await self.store.ended_download_sessions(now - s.session_retention):
-            await self.store.delete_download_session(sid)
+        await self.update_sessions.sweep(now)
+        await self.download_sessions.sweep(now)
         await self.auth.sweep()
         await run_blocking(self.store.checkpoint)
         if now - self._last_gc >= _GC_EVERY:

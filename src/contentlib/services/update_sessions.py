@@ -9,7 +9,6 @@ session and discard what it staged, leaving the item exactly as it was.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import ssl
 import urllib.parse
@@ -25,7 +24,6 @@ from contentlib.services.core import (
     Core,
     Ctx,
     LiveTransfer,
-    check_client_token,
     check_file_name,
     load_json,
     log,
@@ -33,11 +31,11 @@ from contentlib.services.core import (
 )
 from contentlib.services.libraries import Libraries
 from contentlib.services.package import Package, item_type
-from contentlib.storage.sqlite import Busy, Row, TokenTaken, dumps
+from contentlib.services.sessions import ACTIVE, ItemSessions
+from contentlib.storage.sqlite import Row, dumps
 from contentlib.tarstream import Data, Member, MemberEnd, TarError, TarReader
 from contentlib.transfer import Receiver, run_blocking
 
-ACTIVE = "ACTIVE"
 TRANSFER_FAILED = "com.vmware.content.updatesession.file.transfer_failed"
 _HEX_LENGTH = {"SHA1": 40, "MD5": 32, "SHA256": 64, "SHA512": 128}
 _PROGRESS_EVERY = 1.0  # seconds between progress writes (bytes_transferred, session activity) during a transfer
@@ -52,25 +50,34 @@ class TransferFailed(Exception):
         self.error = error or errors.invalid_argument(reason, msg_id=TRANSFER_FAILED)
 
 
-class UpdateSessions:
+class UpdateSessions(ItemSessions):
+    kind = "update"
+    noun = "update session"
+    msg_prefix = "com.vmware.content.updatesession"
+
     def __init__(self, core: Core, libraries: Libraries, http: aiohttp.ClientSession | None = None) -> None:
-        self.core = core
-        self.store = core.store
-        self.libraries = libraries
+        super().__init__(core, libraries)
         self.http = http
         self.package = Package(core)
 
+    async def _release(self, sid: str) -> None:
+        self.core.abort_transfers(sid, "the update session ended")
+        files = await self.store.session_files(sid)
+        await self.core.discard_blobs([b for f in files for b in (f["blob_id"], f["pending_blob"]) if b])
+
+    async def _busy(self, item_id: str) -> errors.ApiError:
+        other = await self.store.active_update_session_for(item_id)
+        other_id = other["id"] if other else "?"
+        return errors.resource_busy(
+            f"The library item {item_id} already has an ACTIVE update session ({other_id}); only one "
+            "update session can be active per item.",
+            item_id,
+            other_id,
+        )
+
     # -- rendering ------------------------------------------------------------------------------------------
     async def session_model(self, row: Row) -> dict[str, Any]:
-        model: dict[str, Any] = {
-            "library_item_id": row["item_id"],
-            "library_item_content_version": str(row["content_version"]),
-            "client_progress": row["client_progress"],
-            "state": row["state"],
-            "expiration_time": self.core.expiration(row["last_activity"]),
-        }
-        if row["error_message"] is not None:
-            model["error_message"] = load_json(row["error_message"])
+        model = self.base_model(row)
         behavior = load_json(row["warning_behavior"])
         if behavior is not None:
             model["warning_behavior"] = behavior
@@ -119,76 +126,13 @@ class UpdateSessions:
             "checksum_info": {"algorithm": "SHA1", "checksum": row["sha1"]},
         }
 
-    # -- lookups and state rules ---------------------------------------------------------------------------------
-    async def session(self, sid: str) -> Row:
-        row = await self.store.get_update_session(sid)
-        if row is None:
-            raise errors.not_found("update session", sid)
-        return row
-
-    @staticmethod
-    def require_active(row: Row, operation: str) -> None:
-        if row["state"] != ACTIVE:
-            raise errors.not_allowed(
-                f"Cannot {operation} the update session {row['id']}: it is {row['state']}, not ACTIVE.",
-                row["id"],
-                row["state"],
-                msg_id="com.vmware.content.updatesession.not_active",
-            )
-
-    async def touch(self, sid: str) -> None:
-        await self.store.update_update_session(sid, {"last_activity": self.core.now()}, state=ACTIVE)
-
     # -- update session operations ------------------------------------------------------------------------------
     async def create(self, ctx: Ctx, create_spec: UpdateSessionModel, client_token: str | None = None) -> str:
-        token = check_client_token(client_token)
-        if token is not None and (row := await self.store.update_session_by_token(token)) is not None:
-            return str(row["id"])
-        if not create_spec.library_item_id:
-            raise errors.invalid_argument("create_spec.library_item_id is required: the item to update.")
         behavior = to_builtins(create_spec.warning_behavior) if create_spec.warning_behavior is not None else []
-        async with self.store.transaction():
-            item = await self.libraries.item(create_spec.library_item_id)
-            sid = self.core.new_id()
-            now = self.core.now()
-            try:
-                await self.store.insert_update_session(
-                    {
-                        "id": sid,
-                        "item_id": item["id"],
-                        "user": ctx.user,
-                        "content_version": item["content_version"],
-                        "state": ACTIVE,
-                        "client_progress": 0,
-                        "error_message": None,
-                        "warning_behavior": dumps(behavior),
-                        "last_activity": now,
-                        "ended": None,
-                        "client_token": token,
-                    }
-                )
-            except TokenTaken:
-                row = await self.store.update_session_by_token(token or "")
-                assert row is not None
-                return str(row["id"])
-            except Busy:
-                other = await self.store.active_update_session_for(item["id"])
-                other_id = other["id"] if other else "?"
-                raise errors.resource_busy(
-                    f"The library item {item['id']} already has an ACTIVE update session ({other_id}); only one "
-                    "update session can be active per item.",
-                    item["id"],
-                    other_id,
-                ) from None
-        return sid
+        return await self._create(ctx, create_spec.library_item_id, client_token, warning_behavior=dumps(behavior))
 
     async def get(self, ctx: Ctx, update_session_id: str) -> dict[str, Any]:
         return await self.session_model(await self.session(update_session_id))
-
-    async def list_ids(self, ctx: Ctx, library_item_id: str | None = None) -> list[str]:
-        if library_item_id is not None:
-            await self.libraries.item(library_item_id)
-        return await self.store.list_update_sessions(ctx.user, library_item_id)
 
     async def update(self, ctx: Ctx, update_session_id: str, update_spec: UpdateSessionModel) -> None:
         """PATCH: incremental; only `warning_behavior` is ever changed, and only while ACTIVE (seed page)."""
@@ -198,76 +142,19 @@ class UpdateSessions:
             fields: dict[str, Any] = {"last_activity": self.core.now()}
             if update_spec.warning_behavior is not None:
                 fields["warning_behavior"] = dumps(to_builtins(update_spec.warning_behavior))
-            await self.store.update_update_session(update_session_id, fields, state=ACTIVE)
+            await self._set(update_session_id, fields, state=ACTIVE)
 
     async def delete(self, ctx: Ctx, update_session_id: str) -> None:
-        async with self.store.transaction():
-            row = await self.session(update_session_id)
-            if row["state"] == ACTIVE:
-                raise errors.not_allowed(
-                    f"Cannot delete the update session {update_session_id}: it is ACTIVE; cancel or complete it first.",
-                    update_session_id,
-                    msg_id="com.vmware.content.updatesession.delete_active",
-                )
-            blobs = await self.store.delete_update_session(update_session_id)
-        await self.core.discard_blobs(blobs)
+        await self._delete(update_session_id, allow_active=False)
 
     async def keep_alive(self, ctx: Ctx, update_session_id: str, client_progress: int | None = None) -> None:
-        async with self.store.transaction():
-            row = await self.session(update_session_id)
-            self.require_active(row, "keep alive")
-            fields: dict[str, Any] = {"last_activity": self.core.now()}
-            if client_progress is not None:
-                if not 0 <= client_progress <= 100:
-                    raise errors.invalid_argument(
-                        f"client_progress must be between 0 and 100, got {client_progress}.", client_progress
-                    )
-                if client_progress < row["client_progress"]:
-                    raise errors.invalid_argument(
-                        f"client_progress {client_progress} is below the current progress {row['client_progress']}.",
-                        client_progress,
-                        row["client_progress"],
-                    )
-                fields["client_progress"] = client_progress
-            await self.store.update_update_session(update_session_id, fields, state=ACTIVE)
+        await self._keep_alive(update_session_id, client_progress, "client_progress")
 
     async def cancel(self, ctx: Ctx, update_session_id: str) -> None:
-        await self._end(update_session_id, "cancel", "CANCELED", None)
+        await self._cancel(update_session_id)
 
     async def fail(self, ctx: Ctx, update_session_id: str, client_error_message: str) -> None:
-        await self._end(
-            update_session_id,
-            "fail",
-            "ERROR",
-            message_json("com.vmware.content.updatesession.client_error", client_error_message),
-        )
-
-    async def expire(self, update_session_id: str) -> None:
-        timeout = self.core.settings.update_session_timeout
-        with contextlib.suppress(errors.ApiError):
-            await self._end(
-                update_session_id,
-                "expire",
-                "ERROR",
-                message_json(
-                    "com.vmware.content.updatesession.expired",
-                    f"The update session expired: no activity for {timeout:g} seconds.",
-                    timeout,
-                ),
-            )
-
-    async def _end(self, sid: str, operation: str, state: str, error_message: str | None) -> None:
-        """Move an ACTIVE session to a terminal state and discard everything it staged."""
-        now = self.core.now()
-        async with self.store.transaction():
-            row = await self.session(sid)
-            self.require_active(row, operation)
-            await self.store.update_update_session(
-                sid, {"state": state, "error_message": error_message, "ended": now}, state=ACTIVE
-            )
-            files = await self.store.session_files(sid)
-        self.core.abort_transfers(sid, f"the update session was {state.lower()}")
-        await self.core.discard_blobs([b for f in files for b in (f["blob_id"], f["pending_blob"]) if b])
+        await self._fail(update_session_id, client_error_message)
 
     async def complete(self, ctx: Ctx, update_session_id: str) -> None:
         """Publish the session's view into the item in one transaction, once every added file is READY, the OVF
@@ -313,7 +200,7 @@ class UpdateSessions:
                     f"The update session {update_session_id} failed: the preview raised warnings that were not "
                     f"ignored: {', '.join(blocked)}."
                 )
-                await self.store.update_update_session(
+                await self._set(
                     update_session_id,
                     {
                         "state": "ERROR",
@@ -327,9 +214,7 @@ class UpdateSessions:
                 garbage = [b for f in files for b in (f["blob_id"], f["pending_blob"]) if b]
             else:
                 garbage = await self._publish(row, files, now)
-                await self.store.update_update_session(
-                    update_session_id, {"state": "DONE", "ended": now, "last_activity": now}, state=ACTIVE
-                )
+                await self._set(update_session_id, {"state": "DONE", "ended": now, "last_activity": now}, state=ACTIVE)
         await self.core.discard_blobs(garbage)
         if blocked:
             raise errors.not_allowed(
@@ -486,7 +371,7 @@ class UpdateSessions:
             replaced += await self.store.delete_members(update_session_id, file_spec.name)
             await self.touch(update_session_id)
             if kind is not None:  # the session now builds an OVF package: its GET computes a preview
-                await self.store.update_update_session(update_session_id, {"has_package": 1})
+                await self._set(update_session_id, {"has_package": 1})
         self.core.abort_transfers(update_session_id, "the file was added again", file_spec.name)
         await self.core.discard_blobs(replaced)
         stored = await self.store.session_file(update_session_id, file_spec.name)

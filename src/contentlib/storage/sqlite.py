@@ -6,7 +6,7 @@ Contract for callers (the services):
 - `async with store.transaction():` groups statements atomically (BEGIN IMMEDIATE ... COMMIT). Code inside a
   transaction must not await anything but Store methods: with one connection, a real suspension would let
   another request's statements join the transaction.
-- One ACTIVE update session per item is the partial unique index `one_active_update_session`; `insert_update_session`
+- One ACTIVE update session per item is the partial unique index `one_active_update_session`; `insert_session`
   turns its violation into `Busy`, so the database, not Python, decides the race.
 
 Layout of rows: times are float epoch seconds; structured values (storage backings, warning behavior, messages)
@@ -253,10 +253,12 @@ class SQLiteStore:
         self.db.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", tuple(row.values()))
 
     def _update(self, table: str, where: Row, fields: Row) -> int:
+        """UPDATE ... WHERE every `where` column equals its value (None matches NULL: compare-and-set on an
+        unset column works too)."""
         sets = ",".join(f"{k}=?" for k in fields)
-        cond = " AND ".join(f"{k}=?" for k in where)
-        cur = self.db.execute(f"UPDATE {table} SET {sets} WHERE {cond}", (*fields.values(), *where.values()))
-        return cur.rowcount
+        cond = " AND ".join(f"{k} IS NULL" if v is None else f"{k}=?" for k, v in where.items())
+        args = (*fields.values(), *(v for v in where.values() if v is not None))
+        return self.db.execute(f"UPDATE {table} SET {sets} WHERE {cond}", args).rowcount
 
     # -- meta -----------------------------------------------------------------------------------------------
     async def get_meta(self, key: str) -> str | None:
@@ -371,9 +373,9 @@ class SQLiteStore:
         """Delete the item, its files and its finished sessions; return the blob ids that lost a reference."""
         blobs = [r["blob_id"] for r in self._all("SELECT blob_id FROM item_files WHERE item_id=?", (item_id,))]
         for sid_row in self._all("SELECT id FROM update_sessions WHERE item_id=?", (item_id,)):
-            blobs += await self.delete_update_session(sid_row["id"])
+            blobs += await self.delete_session("update", sid_row["id"])
         for sid_row in self._all("SELECT id FROM download_sessions WHERE item_id=?", (item_id,)):
-            await self.delete_download_session(sid_row["id"])
+            blobs += await self.delete_session("download", sid_row["id"])
         self._exec("DELETE FROM item_files WHERE item_id=?", (item_id,))
         self._exec("DELETE FROM items WHERE id=?", (item_id,))
         return blobs
@@ -391,56 +393,60 @@ class SQLiteStore:
     async def delete_item_file(self, item_id: str, name: str) -> None:
         self._exec("DELETE FROM item_files WHERE item_id=? AND name=?", (item_id, name))
 
-    # -- update sessions ------------------------------------------------------------------------------------------
-    async def insert_update_session(self, row: Row) -> None:
+    # -- update and download sessions (kind "update" or "download": same columns, one table each) -------------------
+    async def insert_session(self, kind: str, row: Row) -> None:
         try:
-            self._insert("update_sessions", row)
+            self._insert(f"{kind}_sessions", row)
         except sqlite3.IntegrityError as e:
             if "client_token" in str(e):
                 raise TokenTaken() from e
             raise Busy() from e
 
-    async def update_session_by_token(self, token: str) -> Row | None:
-        return self._one("SELECT * FROM update_sessions WHERE client_token=?", (token,))
+    async def session_by_token(self, kind: str, token: str) -> Row | None:
+        return self._one(f"SELECT * FROM {kind}_sessions WHERE client_token=?", (token,))
 
-    async def get_update_session(self, sid: str) -> Row | None:
-        return self._one("SELECT * FROM update_sessions WHERE id=?", (sid,))
+    async def get_session(self, kind: str, sid: str) -> Row | None:
+        return self._one(f"SELECT * FROM {kind}_sessions WHERE id=?", (sid,))
 
-    async def active_update_session_for(self, item_id: str) -> Row | None:
-        return self._one("SELECT * FROM update_sessions WHERE item_id=? AND state='ACTIVE'", (item_id,))
-
-    async def list_update_sessions(self, user: str, item_id: str | None) -> list[str]:
+    async def list_sessions(self, kind: str, user: str, item_id: str | None) -> list[str]:
         if item_id is None:
-            rows = self._all("SELECT id FROM update_sessions WHERE user=? ORDER BY rowid", (user,))
+            rows = self._all(f"SELECT id FROM {kind}_sessions WHERE user=? ORDER BY rowid", (user,))
         else:
             rows = self._all(
-                "SELECT id FROM update_sessions WHERE user=? AND item_id=? ORDER BY rowid", (user, item_id)
+                f"SELECT id FROM {kind}_sessions WHERE user=? AND item_id=? ORDER BY rowid", (user, item_id)
             )
         return [r["id"] for r in rows]
 
-    async def update_update_session(self, sid: str, fields: Row, state: str | None = None) -> bool:
-        """Apply `fields`; with `state`, only if the session is still in that state."""
+    async def update_session(self, kind: str, sid: str, fields: Row, state: str | None = None) -> bool:
+        """Apply `fields`; with `state`, only if the session is still in that state (compare-and-set)."""
         where: Row = {"id": sid}
         if state is not None:
             where["state"] = state
-        return self._update("update_sessions", where, fields) > 0
+        return self._update(f"{kind}_sessions", where, fields) > 0
 
-    async def delete_update_session(self, sid: str) -> list[str]:
-        blobs = self._session_blobs(sid)
-        self._exec("DELETE FROM session_files WHERE session_id=?", (sid,))
-        self._exec("DELETE FROM update_sessions WHERE id=?", (sid,))
-        return blobs
+    _FILES = {"update": ("session_files", ("blob_id", "pending_blob")), "download": ("download_files", ("blob_id",))}
 
-    def _session_blobs(self, sid: str) -> list[str]:
-        rows = self._all("SELECT blob_id, pending_blob FROM session_files WHERE session_id=?", (sid,))
-        return [b for r in rows for b in (r["blob_id"], r["pending_blob"]) if b]
+    async def delete_session(self, kind: str, sid: str) -> list[str]:
+        """Delete the session and its file rows; return the blob ids those rows pointed at."""
+        table, columns = self._FILES[kind]
+        rows = self._all(f"SELECT {', '.join(columns)} FROM {table} WHERE session_id=?", (sid,))
+        self._exec(f"DELETE FROM {table} WHERE session_id=?", (sid,))
+        self._exec(f"DELETE FROM {kind}_sessions WHERE id=?", (sid,))
+        return [b for r in rows for b in r.values() if b]
 
-    async def expired_update_sessions(self, before: float) -> list[Row]:
-        return self._all("SELECT * FROM update_sessions WHERE state='ACTIVE' AND last_activity < ?", (before,))
-
-    async def ended_update_sessions(self, before: float) -> list[str]:
-        rows = self._all("SELECT id FROM update_sessions WHERE state!='ACTIVE' AND ended < ?", (before,))
+    async def idle_sessions(self, kind: str, before: float) -> list[str]:
+        """ACTIVE sessions without activity since `before`."""
+        rows = self._all(f"SELECT id FROM {kind}_sessions WHERE state='ACTIVE' AND last_activity < ?", (before,))
         return [r["id"] for r in rows]
+
+    async def ended_sessions(self, kind: str, before: float) -> list[str]:
+        """Sessions that left ACTIVE before `before`."""
+        rows = self._all(f"SELECT id FROM {kind}_sessions WHERE state!='ACTIVE' AND ended < ?", (before,))
+        return [r["id"] for r in rows]
+
+    # -- update sessions ------------------------------------------------------------------------------------------
+    async def active_update_session_for(self, item_id: str) -> Row | None:
+        return self._one("SELECT * FROM update_sessions WHERE item_id=? AND state='ACTIVE'", (item_id,))
 
     # -- update-session files ----------------------------------------------------------------------------------
     async def session_files(self, sid: str) -> list[Row]:
@@ -504,45 +510,6 @@ class SQLiteStore:
         return self._exec("DELETE FROM trusted_certificates WHERE id=?", (cert_id,)) > 0
 
     # -- download sessions -----------------------------------------------------------------------------------
-    async def insert_download_session(self, row: Row) -> None:
-        try:
-            self._insert("download_sessions", row)
-        except sqlite3.IntegrityError as e:
-            raise TokenTaken() from e
-
-    async def download_session_by_token(self, token: str) -> Row | None:
-        return self._one("SELECT * FROM download_sessions WHERE client_token=?", (token,))
-
-    async def get_download_session(self, sid: str) -> Row | None:
-        return self._one("SELECT * FROM download_sessions WHERE id=?", (sid,))
-
-    async def list_download_sessions(self, user: str, item_id: str | None) -> list[str]:
-        if item_id is None:
-            rows = self._all("SELECT id FROM download_sessions WHERE user=? ORDER BY rowid", (user,))
-        else:
-            rows = self._all(
-                "SELECT id FROM download_sessions WHERE user=? AND item_id=? ORDER BY rowid", (user, item_id)
-            )
-        return [r["id"] for r in rows]
-
-    async def update_download_session(self, sid: str, fields: Row, state: str | None = None) -> bool:
-        where: Row = {"id": sid}
-        if state is not None:
-            where["state"] = state
-        return self._update("download_sessions", where, fields) > 0
-
-    async def delete_download_session(self, sid: str) -> None:
-        self._exec("DELETE FROM download_files WHERE session_id=?", (sid,))
-        self._exec("DELETE FROM download_sessions WHERE id=?", (sid,))
-
-    async def expired_download_sessions(self, before: float) -> list[str]:
-        rows = self._all("SELECT id FROM download_sessions WHERE state='ACTIVE' AND last_activity < ?", (before,))
-        return [r["id"] for r in rows]
-
-    async def ended_download_sessions(self, before: float) -> list[str]:
-        rows = self._all("SELECT id FROM download_sessions WHERE state!='ACTIVE' AND ended < ?", (before,))
-        return [r["id"] for r in rows]
-
     async def download_files(self, sid: str) -> list[Row]:
         return self._all("SELECT * FROM download_files WHERE session_id=?", (sid,))
 
