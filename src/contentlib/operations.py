@@ -121,8 +121,8 @@ def build(app: Any) -> list[Operation]:
     async def local_delete(ctx: Any, library_id: str) -> None:
         await libs.delete(ctx, library_id, local_only=True)
 
-    async def session_create(ctx: Any, authorization: str | None = None) -> str:
-        return str(await auth.login(authorization))
+    async def session_create(ctx: Any) -> str:
+        return str(await auth.login(ctx.credentials))
 
     async def session_get(ctx: Any) -> Any:
         return await auth.info(ctx.session_id)
@@ -139,7 +139,7 @@ def build(app: Any) -> list[Operation]:
             "POST",
             "/api/session",
             None,
-            (_p("authorization", "header", str, False, "Authorization"),),
+            (),
             session_create,
             201,
             auth=False,

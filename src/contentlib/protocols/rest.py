@@ -7,6 +7,8 @@ the error with the status the vendor's spec gives. It decides nothing about the 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import re
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ from contentlib.services.core import Ctx
 
 if TYPE_CHECKING:
     from contentlib.app import App
+    from contentlib.protocols.jsonrpc import JsonRpcApi
 
 log = logging.getLogger("contentlib.rest")
 
@@ -117,6 +120,21 @@ class Router:
         raise errors.operation_not_found(f"No operation is served at {method} {path}.", path)
 
 
+def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
+    """User name and password of an `Authorization: Basic` header (None without one)."""
+    if not authorization:
+        return None
+    if not authorization.lower().startswith("basic "):
+        raise errors.unauthenticated("Authentication required: send user name and password with HTTP Basic.")
+    try:
+        user, sep, password = base64.b64decode(authorization[6:].strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        raise errors.unauthenticated("The Authorization header is not valid HTTP Basic.") from None
+    if not sep or not user:
+        raise errors.unauthenticated("The Authorization header is not valid HTTP Basic.")
+    return user, password
+
+
 def _invalid(e: Exception) -> errors.ApiError:
     if isinstance(e, msgspec.ValidationError):
         return errors.invalid_argument(f"The request is not valid: {e}.", str(e))
@@ -178,7 +196,7 @@ class RestApi:
     async def _authenticate(self, request: web.Request, op: Operation) -> Ctx:
         base_url = self.app.base_url(request)
         if not op.auth:
-            return Ctx("", base_url)
+            return Ctx("", base_url, credentials=_basic_credentials(request.headers.get("Authorization")))
         sid = request.headers.get("vmware-api-session-id")
         user = await self.app.auth.check(sid)
         return Ctx(user, base_url, sid or "")
@@ -267,8 +285,9 @@ def internal_error(request: web.Request) -> web.Response:
     return error_response(errors.internal("An internal error occurred; the server log has the details."))
 
 
-def routes(api: RestApi) -> list[web.RouteDef]:
+def routes(api: RestApi, jsonrpc: JsonRpcApi) -> list[web.RouteDef]:
     return [
+        web.post("/api", jsonrpc.handle),
         web.route("PUT", "/cls/data/{token}/{name:.+}", api.upload),
         web.route("POST", "/cls/data/{token}/{name:.+}", api.upload),
         web.get("/cls/download/{token}/{name:.+}", api.download),

@@ -7,8 +7,6 @@ written back to the database at most once per `_TOUCH_EVERY` seconds of a sessio
 
 from __future__ import annotations
 
-import base64
-import binascii
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -53,17 +51,24 @@ class Auth:
         self.cache: dict[str, _Cached] = {}
         self.touch_every = min(30.0, core.settings.api_session_timeout / 10)
 
-    async def login(self, authorization: str | None) -> str:
-        """`POST /api/session` with Basic credentials → a new session id."""
-        user, password = _parse_basic(authorization)
+    async def authenticate(self, credentials: tuple[str, str] | None) -> str:
+        """The user name for a user name and password (from whichever protocol), or UNAUTHENTICATED."""
+        if credentials is None:
+            raise errors.unauthenticated("Authentication required: send a user name and password.")
+        user, password = credentials
         row = await self.core.store.get_user(user)
         ok = await run_blocking(_verify, row["password_hash"] if row else _DUMMY_HASH, password)
         if not row or not ok:
             raise errors.unauthenticated("Authentication failed: the user name or password is not valid.")
+        return str(row["name"])
+
+    async def login(self, credentials: tuple[str, str] | None) -> str:
+        """`com.vmware.cis.session.create` → a new session id."""
+        user = await self.authenticate(credentials)
         sid = secrets.token_hex(16)
         now = self.core.now()
-        await self.core.store.create_api_session(sid, row["name"], now)
-        self.cache[sid] = _Cached(row["name"], now, now, now, now)
+        await self.core.store.create_api_session(sid, user, now)
+        self.cache[sid] = _Cached(user, now, now, now, now)
         return sid
 
     async def check(self, sid: str | None) -> str:
@@ -115,15 +120,3 @@ class Auth:
                 entry.stored_last_accessed = entry.last_accessed
                 await self.core.store.touch_api_session(sid, entry.last_accessed)
         await self.core.store.delete_idle_api_sessions(now - self.core.settings.api_session_timeout)
-
-
-def _parse_basic(authorization: str | None) -> tuple[str, str]:
-    if not authorization or not authorization.lower().startswith("basic "):
-        raise errors.unauthenticated("Authentication required: send user name and password with HTTP Basic.")
-    try:
-        user, sep, password = base64.b64decode(authorization[6:].strip(), validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        raise errors.unauthenticated("The Authorization header is not valid HTTP Basic.") from None
-    if not sep or not user:
-        raise errors.unauthenticated("The Authorization header is not valid HTTP Basic.")
-    return user, password

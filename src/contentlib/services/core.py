@@ -28,6 +28,7 @@ class Ctx:
     user: str
     base_url: str
     session_id: str = ""
+    credentials: tuple[str, str] | None = None  # user name and password sent with the call (login)
 
 
 @dataclass
