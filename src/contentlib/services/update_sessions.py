@@ -101,7 +101,7 @@ class UpdateSessions(ItemSessions):
             info["size"] = row["size"]
         if row["checksum"] is not None:
             info["checksum_info"] = {"algorithm": row["checksum_algorithm"], "checksum": row["checksum"]}
-        elif row["status"] == "READY":
+        elif row["status"] == "READY" and row["sha1"]:  # an unpacked OVA has no checksum of its own
             info["checksum_info"] = {"algorithm": "SHA1", "checksum": row["sha1"]}
         if row["source_type"] == "PUSH":
             carrier = (staged or {}).get(row["parent"], row) if row["parent"] else row
