@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""contentlib benchmark: bare machine limits, upload, API GET rate, update-session cycle rate, OVA vs plain upload.
+"""contentlib benchmark: machine limits, upload, API GET rate, cycle rate, OVA vs plain upload, REST vs JSON-RPC.
 
 Starts its own `python -m contentlib serve --http` on a free loopback port with a temporary data dir,
 measures, prints Markdown tables next to the targets of issue 2 and the vcsim reference figures, writes
@@ -17,6 +17,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import io
+import json
 import multiprocessing as mp
 import os
 import platform
@@ -645,8 +646,10 @@ def ensure_wrk() -> str | None:
     return shutil.which("wrk")
 
 
-def run_wrk(wrk: str, url: str, session_id: str, secs: int, conns: int = 50) -> WrkResult:
+def run_wrk(wrk: str, url: str, session_id: str, secs: int, conns: int = 50, script: Path | None = None) -> WrkResult:
     cmd = [wrk, "-t1", f"-c{conns}", f"-d{secs}s", "--latency", "--timeout", "10s"]
+    if script is not None:
+        cmd += ["-s", str(script)]
     cmd += ["-H", f"{SESSION_HEADER}: {session_id}", url]
     r = subprocess.run(cmd, capture_output=True, text=True)
     out = r.stdout
@@ -1358,6 +1361,87 @@ def bench_cycles(cfg: Config, srv: Server, api: Api, lib: str, rep: Report) -> N
     )
 
 
+# --------------------------------------------------------------------------------------------------------
+# 6. the same GET over REST and over vAPI JSON-RPC (issue 4)
+
+TARGET_JSONRPC_COST = 2.0  # issue 4: JSON-RPC decoding costs less than 2x the REST path
+
+
+def jsonrpc_get_body(session_id: str, update_session_id: str) -> str:
+    """What the official SDK sends for UpdateSession.get (REFERENCE.md §7.3)."""
+    return json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "method": "invoke",
+            "id": "1",
+            "params": {
+                "serviceId": "com.vmware.content.library.item.update_session",
+                "operationId": "get",
+                "input": {"STRUCTURE": {"operation-input": {"update_session_id": update_session_id}}},
+                "ctx": {
+                    "appCtx": {"opId": "bench"},
+                    "securityCtx": {"schemeId": "com.vmware.vapi.std.security.session_id", "sessionId": session_id},
+                },
+            },
+        }
+    )
+
+
+def bench_jsonrpc(cfg: Config, srv: Server, api: Api, lib: str, work: Path, rep: Report) -> None:
+    wrk = ensure_wrk()
+    if wrk is None:
+        rep.add("## 6. REST vs JSON-RPC\n\nskipped: wrk is not installed and could not be installed")
+        return
+    sid = api.create_session(api.create_item(lib))
+    rest_url = f"{srv.base}{US}/{sid}"
+    body = jsonrpc_get_body(api.session_id, sid)
+    check = requests.post(f"{srv.base}/api", data=body, headers={"Content-Type": "application/json"}, timeout=30)
+    if check.status_code != 200 or "output" not in check.json().get("result", {}):
+        raise BenchError(f"JSON-RPC get answered {check.status_code}: {check.text[:300]}")
+    script = work / "jsonrpc.lua"
+    script.write_text(
+        f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = {json.dumps(body)}\n'
+    )
+    results: dict[str, list[tuple[WrkResult, float]]] = {"REST": [], "JSON-RPC": []}
+    for _ in range(cfg.runs):  # interleaved, so both see the same machine
+        for name, url, lua in (("REST", rest_url, None), ("JSON-RPC", f"{srv.base}/api", script)):
+            m = Meter(srv.pid)
+            r = run_wrk(wrk, url, api.session_id, cfg.wrk_secs, script=lua)
+            m.stop()
+            if r.errors:
+                raise BenchError(f"{name}: {r.errors}")
+            results[name].append((r, m.server / max(r.requests, 1)))
+    rows = []
+    cost: dict[str, float] = {}
+    for name, runs in results.items():
+        rps = Stat([r.rps for r, _ in runs])
+        cpu = Stat([c * 1e6 for _, c in runs])
+        cost[name] = cpu.med
+        p99 = statistics.median(r.p99 for r, _ in runs)
+        rows.append([name, rps.fmt(" req/s"), cpu.fmt(" us"), f"{p99:.2f} ms"])
+    ratio = cost["JSON-RPC"] / cost["REST"]
+    rep.add(
+        "## 6. The same GET over REST and over vAPI JSON-RPC (issue 4)\n\n"
+        f"`GET {US}/{{id}}` against `POST /api` invoking `com.vmware.content.library.item.update_session.get` "
+        f"(the SDK's envelope), `wrk -t1 -c50 -d{cfg.wrk_secs}s`, {cfg.runs} interleaved runs each.\n\n"
+        + table(["protocol", "rate", "server CPU per request", "p99"], rows)
+        + "\n\n"
+        + table(
+            ["metric", "measured", "target", "verdict"],
+            [
+                [
+                    "JSON-RPC / REST server CPU per request",
+                    f"{ratio:.2f}x",
+                    f"< {TARGET_JSONRPC_COST:.0f}x",
+                    verdict(ratio < TARGET_JSONRPC_COST),
+                ]
+            ],
+        )
+    )
+    if ratio >= TARGET_JSONRPC_COST:
+        rep.failed.append("JSON-RPC cost")
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
     if shutil.which("curl") is None:
@@ -1388,6 +1472,8 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.ova:
             with rep.section("OVA vs plain upload", srv):
                 bench_ova(cfg, srv, api, lib, src, work, rep)
+        with rep.section("REST vs JSON-RPC", srv):
+            bench_jsonrpc(cfg, srv, api, lib, work, rep)
     except (BenchError, requests.RequestException) as e:
         rep.failed.append("setup")
         rep.add(f"**ERROR**: `{type(e).__name__}: {e}`")

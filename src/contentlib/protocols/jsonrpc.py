@@ -190,6 +190,8 @@ class JsonRpcApi:
         request_id = message.get("id")
         if message.get("jsonrpc") != "2.0":
             raise JsonRpcError(-32600, 'Invalid Request: jsonrpc must be "2.0"', request_id)
+        if not isinstance(message.get("method"), str):
+            raise JsonRpcError(-32600, "Invalid Request: method must be a string", request_id)
         if message.get("method") != "invoke":
             raise JsonRpcError(-32601, f"Method not found: {message.get('method')!r} (only 'invoke')", request_id)
         params = message.get("params")
