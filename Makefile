@@ -20,8 +20,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The whole suite, once per metadata backend: SQLite (embedded default), then PostgreSQL (started if needed).
+TEST_PG ?= postgresql://postgres@127.0.0.1:5432
+
 test: lint
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+	bash scripts/ensure-postgres.sh
+	CONTENTLIB_TEST_PG=$(TEST_PG) $(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(ARGS)

@@ -27,6 +27,49 @@ ADMIN_PASSWORD = "Admin!23-test"
 API_DIR = Path(__file__).resolve().parents[2] / "shared" / "api"
 
 
+# With CONTENTLIB_TEST_PG=postgresql://user@host:port (a server where the user may create databases), every
+# server process keeps its metadata in a fresh PostgreSQL database of its own instead of SQLite.
+TEST_PG = os.environ.get("CONTENTLIB_TEST_PG")
+
+
+def create_database() -> str:
+    """A new empty PostgreSQL database on TEST_PG; its URL."""
+    import asyncio
+
+    import asyncpg
+
+    assert TEST_PG
+    name = f"cl_test_{uuid.uuid4().hex[:12]}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(f"{TEST_PG}/postgres")
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return f"{TEST_PG}/{name}"
+
+
+def drop_database(url: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    assert TEST_PG
+    name = url.rsplit("/", 1)[1]
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(f"{TEST_PG}/postgres")
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -46,6 +89,7 @@ class ServerProcess:
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}.log"
+        self.database = create_database() if TEST_PG and "--database" not in self.args else None
 
     @property
     def base(self) -> str:
@@ -67,6 +111,8 @@ class ServerProcess:
         ]
         if self.http:
             cmd.append("--http")
+        if self.database:
+            cmd += ["--database", self.database]
         cmd += self.args
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -95,6 +141,16 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+    def store_args(self) -> list[str]:
+        """The flags that point a `contentlib user ...` command at this server's data."""
+        return ["--data-dir", str(self.data_dir), *(["--database", self.database] if self.database else [])]
+
+    def destroy(self) -> None:
+        """Stop for good and drop the server's own database, if it has one."""
+        self.stop()
+        if self.database:
+            drop_database(self.database)
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
@@ -261,7 +317,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     srv = ServerProcess(tmp_path_factory.mktemp("shared") / "data")
     srv.start()
     yield srv
-    srv.stop()
+    srv.destroy()
 
 
 @pytest.fixture()
@@ -283,7 +339,7 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 
     yield factory
     for srv in started:
-        srv.stop()
+        srv.destroy()
 
 
 @pytest.fixture()

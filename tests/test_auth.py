@@ -10,7 +10,6 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,9 +34,9 @@ def content_call(base: str, sid: str | None) -> requests.Response:
     return requests.get(base + "/api/content/local-library", headers=headers, timeout=30)
 
 
-def cli(data_dir: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def cli(srv: ServerProcess, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "contentlib", "user", *args, "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "contentlib", "user", *args, *srv.store_args()],
         input=stdin if stdin is not None else "",
         capture_output=True,
         text=True,
@@ -229,7 +228,7 @@ def test_cli_user_lifecycle(make_server: Callable[..., ServerProcess]) -> None:
     name = unique_user()
     password = "Pw with spaces-1!"
 
-    r = cli(srv.data_dir, "add", name, stdin=password + "\nsecond line is ignored\n")
+    r = cli(srv, "add", name, stdin=password + "\nsecond line is ignored\n")
     assert r.returncode == 0, r.stdout + r.stderr
     assert password not in r.stdout + r.stderr
 
@@ -239,24 +238,24 @@ def test_cli_user_lifecycle(make_server: Callable[..., ServerProcess]) -> None:
     assert_vapi_error(login(srv.base, name, "second line is ignored"), 401, "UNAUTHENTICATED")
     assert_vapi_error(login(srv.base, name, password + "x"), 401, "UNAUTHENTICATED")
 
-    r = cli(srv.data_dir, "list")
+    r = cli(srv, "list")
     assert r.returncode == 0, r.stdout + r.stderr
     assert name in r.stdout
     assert ADMIN_USER in r.stdout
     assert password not in r.stdout and ADMIN_PASSWORD not in r.stdout
 
     new_password = "N3w-" + uuid.uuid4().hex
-    r = cli(srv.data_dir, "passwd", name, stdin=new_password + "\n")
+    r = cli(srv, "passwd", name, stdin=new_password + "\n")
     assert r.returncode == 0, r.stdout + r.stderr
     assert new_password not in r.stdout + r.stderr
     assert_vapi_error(login(srv.base, name, password), 401, "UNAUTHENTICATED")
     assert login(srv.base, name, new_password).status_code == 201
     assert login(srv.base, ADMIN_USER, ADMIN_PASSWORD).status_code == 201
 
-    r = cli(srv.data_dir, "remove", name)
+    r = cli(srv, "remove", name)
     assert r.returncode == 0, r.stdout + r.stderr
     assert_vapi_error(login(srv.base, name, new_password), 401, "UNAUTHENTICATED")
-    r = cli(srv.data_dir, "list")
+    r = cli(srv, "list")
     assert r.returncode == 0, r.stdout + r.stderr
     assert name not in r.stdout
     assert ADMIN_USER in r.stdout
@@ -266,7 +265,7 @@ def test_cli_user_lifecycle(make_server: Callable[..., ServerProcess]) -> None:
 def test_cli_users_persist_across_restart(make_server: Callable[..., ServerProcess]) -> None:
     srv = make_server()
     name = unique_user()
-    r = cli(srv.data_dir, "add", name, stdin="persist-Pw1\n")
+    r = cli(srv, "add", name, stdin="persist-Pw1\n")
     assert r.returncode == 0, r.stdout + r.stderr
     srv.restart()
     assert login(srv.base, name, "persist-Pw1").status_code == 201
@@ -278,6 +277,6 @@ def test_cli_never_takes_password_from_argv(make_server: Callable[..., ServerPro
     name = unique_user()
     secret = "Argv-" + uuid.uuid4().hex
     args = ["add", name, secret] if form == "positional" else ["add", name, "--password", secret]
-    r = cli(srv.data_dir, *args, stdin="")
+    r = cli(srv, *args, stdin="")
     assert r.returncode != 0, r.stdout + r.stderr
     assert_vapi_error(login(srv.base, name, secret), 401, "UNAUTHENTICATED")

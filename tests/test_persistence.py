@@ -35,7 +35,7 @@ def put(uri: str, data: Any, timeout: float = 60) -> requests.Response:
 
 def cli(srv: ServerProcess, *args: str, stdin: str = "") -> str:
     proc = subprocess.run(
-        [sys.executable, "-m", "contentlib", "user", *args, "--data-dir", str(srv.data_dir)],
+        [sys.executable, "-m", "contentlib", "user", *args, *srv.store_args()],
         input=stdin,
         capture_output=True,
         text=True,

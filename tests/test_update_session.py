@@ -91,7 +91,7 @@ def assert_message_names(r: requests.Response, *alternatives: str) -> None:
 def add_user(srv: ServerProcess, name: str, password: str) -> None:
     """`contentlib user add NAME --data-dir DIR`, password on stdin (not a tty)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "contentlib", "user", "add", name, "--data-dir", str(srv.data_dir)],
+        [sys.executable, "-m", "contentlib", "user", "add", name, *srv.store_args()],
         input=password + "\n",
         capture_output=True,
         text=True,

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -21,7 +23,9 @@ from contentlib.services.download_sessions import DownloadSessions
 from contentlib.services.libraries import Libraries
 from contentlib.services.trusted_certificates import TrustedCertificates
 from contentlib.services.update_sessions import UpdateSessions
+from contentlib.storage import open_store
 from contentlib.storage.fs import FileBlobStore
+from contentlib.storage.sql import SqlStore
 from contentlib.storage.sqlite import SQLiteStore
 from contentlib.transfer import run_blocking
 
@@ -29,14 +33,15 @@ log = logging.getLogger("contentlib")
 
 _GC_EVERY = 60.0  # seconds between full orphan-blob scans (start-up always scans)
 _GC_GRACE = 60.0  # an unreferenced blob younger than this may belong to a request that has not recorded it yet
+_STALLED = 60.0  # seconds without progress after which a transfer's server is taken for dead
 
 
 class App:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, store: SqlStore) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = SQLiteStore(settings.db_path)
-        self.core = Core(settings, self.store, FileBlobStore(settings.blob_dir))
+        self.store = store
+        self.core = Core(settings, self.store, FileBlobStore(settings.blob_dir), replica_id(settings.data_dir))
         self.auth = Auth(self.core)
         self.libraries = Libraries(self.core)
         self.update_sessions = UpdateSessions(self.core, self.libraries)
@@ -68,7 +73,7 @@ class App:
     async def start(self) -> None:
         self.update_sessions.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(sock_connect=30, sock_read=300))
         await self.libraries.start()
-        await self.update_sessions.recover()
+        await self.update_sessions.fail_stalled(owner=self.core.replica_id)  # what this replica ran before it stopped
         await self.collect_garbage(grace=0.0)
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
 
@@ -82,13 +87,14 @@ class App:
                 live.task.cancel()
         if self.update_sessions.http is not None:
             await self.update_sessions.http.close()
-        self.store.close()
+        await self.store.close()
 
     async def _sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(self.settings.sweep_interval)
             try:
-                await self.sweep()
+                if await self.store.is_sweeper():  # one replica at a time
+                    await self.sweep()
             except Exception:
                 log.exception("sweep failed")
 
@@ -96,10 +102,12 @@ class App:
         """Expire idle ACTIVE sessions, delete finished ones after the retention period, forget idle API
         sessions, and now and then delete orphaned blobs."""
         now = time.time()
+        await self.update_sessions.fail_stalled(before=now - _STALLED)
         await self.update_sessions.sweep(now)
         await self.download_sessions.sweep(now)
         await self.auth.sweep()
-        await run_blocking(self.store.checkpoint)
+        if isinstance(self.store, SQLiteStore):
+            await run_blocking(self.store.checkpoint)
         if now - self._last_gc >= _GC_EVERY:
             await self.collect_garbage()
 
@@ -118,6 +126,22 @@ class App:
         return removed
 
 
+def replica_id(data_dir: Path) -> str:
+    """This replica's identity, kept in its data dir: transfers it ran before a restart are known as its own."""
+    path = data_dir / "replica-id"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        rid = str(uuid.uuid4())
+        path.write_text(rid + "\n")
+        return rid
+
+
+async def build(settings: Settings) -> web.Application:
+    """The aiohttp application over the Store the settings name."""
+    return App(settings, await open_store(settings)).web_app()
+
+
 def run(settings: Settings, ssl_context: Any = None) -> None:
     try:
         import uvloop
@@ -125,10 +149,9 @@ def run(settings: Settings, ssl_context: Any = None) -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         pass
-    app = App(settings)
     scheme = "https" if ssl_context else "http"
     web.run_app(
-        app.web_app(),
+        build(settings),
         host=settings.host,
         port=settings.port,
         ssl_context=ssl_context,

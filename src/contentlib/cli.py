@@ -7,14 +7,19 @@ import os
 import secrets
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import click
 
 from contentlib import tls
 from contentlib.config import Settings, parse_listen
 from contentlib.services.auth import hash_password
-from contentlib.storage.sqlite import SQLiteStore
+from contentlib.storage import open_store
+from contentlib.storage.sql import SqlStore
+
+T = TypeVar("T")
 
 ADMIN = "administrator@vsphere.local"
 
@@ -28,6 +33,14 @@ data_dir_option = click.option(
 )
 
 
+database_option = click.option(
+    "--database",
+    default=None,
+    envvar="CONTENTLIB_DATABASE",
+    help="postgresql://user@host/db: metadata in PostgreSQL (several replicas); default: SQLite in the data dir.",
+)
+
+
 @click.group()
 def main() -> None:
     """A standalone vSphere Content Library server."""
@@ -38,6 +51,7 @@ def main() -> None:
     "--listen", default="127.0.0.1:8443", show_default=True, envvar="CONTENTLIB_LISTEN", help="HOST:PORT to serve on."
 )
 @data_dir_option
+@database_option
 @click.option("--http", "plain_http", is_flag=True, envvar="CONTENTLIB_HTTP", help="Serve plain HTTP instead of HTTPS.")
 @click.option(
     "--update-session-timeout",
@@ -74,6 +88,7 @@ def main() -> None:
 def serve(
     listen: str,
     data_dir: Path,
+    database: str | None,
     plain_http: bool,
     update_session_timeout: float,
     api_session_timeout: float,
@@ -103,9 +118,10 @@ def serve(
         api_session_timeout=api_session_timeout,
         sweep_interval=sweep_interval,
         session_retention=session_retention,
+        database=database,
     )
     data_dir.mkdir(parents=True, exist_ok=True)
-    _bootstrap_admin(data_dir)
+    _bootstrap_admin(settings)
     ssl_context = None
     if not plain_http:
         cert, key = tls.ensure_self_signed(data_dir)
@@ -114,20 +130,28 @@ def serve(
     run(settings, ssl_context)
 
 
-def _store(data_dir: Path) -> SQLiteStore:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return SQLiteStore(Settings(data_dir=data_dir).db_path)
+def _with_store(settings: Settings, action: Callable[[SqlStore], Awaitable[T]]) -> T:
+    """Run `action` on the Store the settings name, then close it."""
+
+    async def run_it() -> T:
+        store = await open_store(settings)
+        try:
+            return await action(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run_it())
 
 
-def _bootstrap_admin(data_dir: Path) -> None:
-    store = _store(data_dir)
-    try:
-        if asyncio.run(store.list_users()):
+def _bootstrap_admin(settings: Settings) -> None:
+    async def bootstrap(store: SqlStore) -> None:
+        if await store.list_users():
             return
         password = os.environ.get("CONTENTLIB_ADMIN_PASSWORD")
         generated = not password
         password = password or secrets.token_urlsafe(12)
-        asyncio.run(store.add_user(ADMIN, hash_password(password), _now()))
+        if not await store.add_user(ADMIN, hash_password(password), time.time()):
+            return  # another replica created it first
         if generated:
             click.echo(
                 f"Created user {ADMIN} with password: {password}  (shown once; change it with "
@@ -135,12 +159,8 @@ def _bootstrap_admin(data_dir: Path) -> None:
             )
         else:
             click.echo(f"Created user {ADMIN} with the password from CONTENTLIB_ADMIN_PASSWORD")
-    finally:
-        store.close()
 
-
-def _now() -> float:
-    return time.time()
+    _with_store(settings, bootstrap)
 
 
 def _read_password() -> str:
@@ -158,52 +178,47 @@ def user() -> None:
     """Manage users (passwords are read from a prompt or stdin, never from the command line)."""
 
 
+def _user_settings(data_dir: Path, database: str | None) -> Settings:
+    return Settings(data_dir=data_dir, database=database)
+
+
 @user.command("add")
 @click.argument("name")
 @data_dir_option
-def user_add(name: str, data_dir: Path) -> None:
-    store = _store(data_dir)
-    try:
-        if not asyncio.run(store.add_user(name, hash_password(_read_password()), _now())):
-            raise click.ClickException(f"user {name} already exists")
-    finally:
-        store.close()
+@database_option
+def user_add(name: str, data_dir: Path, database: str | None) -> None:
+    password_hash = hash_password(_read_password())
+    if not _with_store(_user_settings(data_dir, database), lambda s: s.add_user(name, password_hash, time.time())):
+        raise click.ClickException(f"user {name} already exists")
     click.echo(f"added user {name}")
 
 
 @user.command("passwd")
 @click.argument("name")
 @data_dir_option
-def user_passwd(name: str, data_dir: Path) -> None:
-    store = _store(data_dir)
-    try:
-        if asyncio.run(store.get_user(name)) is None:
-            raise click.ClickException(f"no user {name}")
-        asyncio.run(store.set_password(name, hash_password(_read_password())))
-    finally:
-        store.close()
+@database_option
+def user_passwd(name: str, data_dir: Path, database: str | None) -> None:
+    settings = _user_settings(data_dir, database)
+    if _with_store(settings, lambda s: s.get_user(name)) is None:
+        raise click.ClickException(f"no user {name}")
+    password_hash = hash_password(_read_password())
+    _with_store(settings, lambda s: s.set_password(name, password_hash))
     click.echo(f"changed the password of {name}")
 
 
 @user.command("remove")
 @click.argument("name")
 @data_dir_option
-def user_remove(name: str, data_dir: Path) -> None:
-    store = _store(data_dir)
-    try:
-        if not asyncio.run(store.remove_user(name)):
-            raise click.ClickException(f"no user {name}")
-    finally:
-        store.close()
+@database_option
+def user_remove(name: str, data_dir: Path, database: str | None) -> None:
+    if not _with_store(_user_settings(data_dir, database), lambda s: s.remove_user(name)):
+        raise click.ClickException(f"no user {name}")
     click.echo(f"removed user {name}")
 
 
 @user.command("list")
 @data_dir_option
-def user_list(data_dir: Path) -> None:
-    store = _store(data_dir)
-    try:
-        for row in asyncio.run(store.list_users()):
-            click.echo(row["name"])
-    finally:
-        store.close()
+@database_option
+def user_list(data_dir: Path, database: str | None) -> None:
+    for row in _with_store(_user_settings(data_dir, database), lambda s: s.list_users()):
+        click.echo(row["name"])

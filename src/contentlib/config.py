@@ -18,6 +18,7 @@ class Settings:
     sweep_interval: float = 10.0
     session_retention: float = 3600.0  # seconds a finished session stays readable
     max_api_body: int = 1024 * 1024
+    database: str | None = None  # postgresql://... (several replicas); None: SQLite in the data dir
 
     @property
     def db_path(self) -> Path:

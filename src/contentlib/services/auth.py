@@ -85,7 +85,7 @@ class Auth:
                 self.cache.pop(sid, None)
                 raise errors.unauthenticated("The session is not authenticated: unknown or expired session id.")
             last = max(row["last_accessed"], entry.last_accessed if entry else 0.0)
-            entry = _Cached(row["user"], row["created"], last, row["last_accessed"], now)
+            entry = _Cached(row["owner"], row["created"], last, row["last_accessed"], now)
             self.cache[sid] = entry
         if now - entry.last_accessed > self.core.settings.api_session_timeout:
             await self.logout(sid)

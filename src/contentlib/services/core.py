@@ -15,7 +15,7 @@ from contentlib import errors
 from contentlib.config import Settings
 from contentlib.model import fmt_time
 from contentlib.storage.fs import FileBlobStore
-from contentlib.storage.sqlite import SQLiteStore, dumps, loads
+from contentlib.storage.sql import SqlStore, dumps, loads
 from contentlib.transfer import run_blocking
 
 log = logging.getLogger("contentlib")
@@ -44,8 +44,9 @@ class LiveTransfer:
 @dataclass
 class Core:
     settings: Settings
-    store: SQLiteStore
+    store: SqlStore
     blobs: FileBlobStore
+    replica_id: str
     live: dict[tuple[str, str], LiveTransfer] = field(default_factory=dict)
 
     @staticmethod

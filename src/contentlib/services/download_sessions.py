@@ -15,7 +15,7 @@ from contentlib import errors
 from contentlib.model import DownloadSessionModel, EndpointType
 from contentlib.services.core import Ctx
 from contentlib.services.sessions import ItemSessions
-from contentlib.storage.sqlite import Row
+from contentlib.storage.sql import Row
 
 
 class DownloadSessions(ItemSessions):

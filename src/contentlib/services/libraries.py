@@ -16,7 +16,7 @@ from contentlib.model import (
     to_builtins,
 )
 from contentlib.services.core import Core, Ctx, check_client_token, load_json
-from contentlib.storage.sqlite import Row, TokenTaken, dumps
+from contentlib.storage.sql import Row, TokenTaken, dumps
 
 _LIBRARY_EXTRA = ("optimization_info", "publish_info", "subscription_info", "security_policy_id", "configuration_info")
 _ITEM_NAME_MAX = 80

@@ -15,7 +15,7 @@ from typing import Any
 from contentlib import errors
 from contentlib.services import ovf, preview
 from contentlib.services.core import Core, load_json
-from contentlib.storage.sqlite import Row, dumps
+from contentlib.storage.sql import Row, dumps
 from contentlib.transfer import run_blocking
 
 _READ = 8 * 1024 * 1024

@@ -13,7 +13,7 @@ from typing import Any
 from contentlib import errors
 from contentlib.services.core import Core, Ctx, check_client_token, load_json, message_json
 from contentlib.services.libraries import Libraries
-from contentlib.storage.sqlite import Busy, Row, TokenTaken
+from contentlib.storage.sql import Busy, Row, TokenTaken
 
 ACTIVE = "ACTIVE"
 
@@ -84,11 +84,12 @@ class ItemSessions:
                     {
                         "id": sid,
                         "item_id": item["id"],
-                        "user": ctx.user,
+                        "owner": ctx.user,
                         "content_version": item["content_version"],
                         "state": ACTIVE,
                         "client_progress": 0,
                         "error_message": None,
+                        "created": self.core.now(),
                         "last_activity": self.core.now(),
                         "ended": None,
                         "client_token": token,

@@ -32,7 +32,7 @@ from contentlib.services.core import (
 from contentlib.services.libraries import Libraries
 from contentlib.services.package import Package, item_type
 from contentlib.services.sessions import ACTIVE, ItemSessions
-from contentlib.storage.sqlite import Row, dumps
+from contentlib.storage.sql import Row, dumps
 from contentlib.tarstream import Data, Member, MemberEnd, TarError, TarReader
 from contentlib.transfer import Receiver, run_blocking
 
@@ -349,6 +349,8 @@ class UpdateSessions(ItemSessions):
             source_type=file_spec.source_type,
             source_endpoint=dumps(to_builtins(file_spec.source_endpoint)) if file_spec.source_endpoint else None,
             token=self.core.new_token() if file_spec.source_type == "PUSH" else None,
+            progress_at=self.core.now(),
+            transfer_owner=self.core.replica_id,
             declared_size=file_spec.size,
             checksum_algorithm=algorithm,
             checksum=checksum,
@@ -434,7 +436,14 @@ class UpdateSessions(ItemSessions):
             started = await self.store.update_session_file(
                 sid,
                 name,
-                {"status": "TRANSFERRING", "pending_blob": blob_id, "bytes_transferred": 0, "error_message": None},
+                {
+                    "status": "TRANSFERRING",
+                    "pending_blob": blob_id,
+                    "bytes_transferred": 0,
+                    "error_message": None,
+                    "progress_at": self.core.now(),
+                    "transfer_owner": self.core.replica_id,
+                },
                 expect={"token": row["token"], "status": row["status"]} if row["token"] else {"status": row["status"]},
             )
             if not started:
@@ -540,7 +549,10 @@ class UpdateSessions(ItemSessions):
         if now - last < min(_PROGRESS_EVERY, self.core.settings.update_session_timeout / 4):
             return last
         await self.store.update_session_file(
-            row["session_id"], row["name"], {"bytes_transferred": received}, expect={"pending_blob": blob_id}
+            row["session_id"],
+            row["name"],
+            {"bytes_transferred": received, "progress_at": now},
+            expect={"pending_blob": blob_id},
         )
         await self.touch(row["session_id"])
         return now
@@ -703,12 +715,19 @@ class UpdateSessions(ItemSessions):
             if (live := self.core.live.get(key)) is not None and live.task is asyncio.current_task():
                 del self.core.live[key]
 
-    async def recover(self) -> None:
-        """At start-up: transfers that were running when the process stopped can never finish."""
-        for row in await self.store.interrupted_transfers():
+    async def fail_stalled(self, owner: str | None = None, before: float | None = None) -> None:
+        """Transfers that can no longer finish go to ERROR so the client adds them again: at start-up, those this
+        replica ran before it stopped (`owner`); in the sweeper, those of any replica that recorded no progress
+        since `before` (their replica died)."""
+        for row in await self.store.stalled_transfers(owner, before):
+            if (row["session_id"], row["name"]) in self.core.live:
+                continue
             await self._set_file_error(
-                row, row["pending_blob"], "The transfer was interrupted by a server restart; add the file again."
+                row, row["pending_blob"], "The transfer was interrupted (its server stopped); add the file again."
             )
+            async with self.store.transaction():
+                members = await self.store.delete_members(row["session_id"], row["name"])
+            await self.core.discard_blobs(members)
 
 
 def _file_row(session_id: str, name: str, **fields: Any) -> Row:
@@ -734,6 +753,8 @@ def _file_row(session_id: str, name: str, **fields: Any) -> Row:
         "digests": None,
         "meta": None,
         "parent": None,
+        "progress_at": None,
+        "transfer_owner": None,
     }
     row.update(fields)
     return row

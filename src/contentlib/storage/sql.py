@@ -1,0 +1,512 @@
+"""The metadata Store: every query the services need, written once in SQL that SQLite and PostgreSQL both run.
+
+Contract for callers (the services):
+- Every method is a coroutine. Drivers supply five primitives (`_one`, `_all`, `_exec`, `_insert`, `_update`) and
+  `transaction()`; statements use `?` placeholders, which a driver rewrites if its database wants others.
+- `async with store.transaction():` groups statements atomically. Inside one, reading a session or an item locks
+  its row until the end (PostgreSQL: SELECT ... FOR UPDATE; SQLite serializes writers with BEGIN IMMEDIATE), so
+  read-check-write sequences on one session cannot interleave, whichever replica runs them. Code inside a
+  transaction must not await anything but Store methods.
+- One ACTIVE update session per item is the partial unique index `one_active_update_session`; `insert_session`
+  turns its violation into `Busy`, so the database, not Python, decides the race.
+
+Layout of rows: times are float epoch seconds; structured values (storage backings, warning behavior, messages,
+parsed package metadata) are JSON text; versions are integers rendered as strings by the services.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import msgspec
+
+Row = dict[str, Any]
+
+# The schema, written once; a driver fills in its types for {real} (epoch seconds) and {int} (64-bit integers).
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE users (
+    name TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    created {real} NOT NULL
+);
+CREATE UNIQUE INDEX users_name ON users (lower(name));
+CREATE TABLE api_sessions (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    created {real} NOT NULL,
+    last_accessed {real} NOT NULL
+);
+CREATE TABLE libraries (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL,
+    type TEXT NOT NULL,
+    storage_backings TEXT NOT NULL,
+    extra TEXT NOT NULL,
+    version {int} NOT NULL,
+    created {real} NOT NULL,
+    modified {real} NOT NULL,
+    client_token TEXT UNIQUE
+);
+CREATE TABLE items (
+    id TEXT PRIMARY KEY,
+    library_id TEXT NOT NULL REFERENCES libraries(id),
+    name TEXT NOT NULL,
+    description TEXT NOT NULL,
+    type TEXT,
+    source_id TEXT,
+    version {int} NOT NULL,
+    metadata_version {int} NOT NULL,
+    content_version {int} NOT NULL,
+    created {real} NOT NULL,
+    modified {real} NOT NULL,
+    client_token TEXT UNIQUE
+);
+CREATE UNIQUE INDEX items_name ON items (library_id, lower(name));
+CREATE TABLE item_files (
+    item_id TEXT NOT NULL REFERENCES items(id),
+    name TEXT NOT NULL,
+    blob_id TEXT NOT NULL,
+    size {int} NOT NULL,
+    sha1 TEXT NOT NULL,
+    version {int} NOT NULL,
+    PRIMARY KEY (item_id, name)
+);
+CREATE INDEX item_files_blob ON item_files (blob_id);
+CREATE TABLE update_sessions (
+    id TEXT PRIMARY KEY,
+    item_id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    content_version {int} NOT NULL,
+    state TEXT NOT NULL,
+    client_progress {int} NOT NULL,
+    error_message TEXT,
+    warning_behavior TEXT,
+    has_package {int} NOT NULL DEFAULT 0,
+    created {real} NOT NULL,
+    last_activity {real} NOT NULL,
+    ended {real},
+    client_token TEXT UNIQUE
+);
+CREATE UNIQUE INDEX one_active_update_session ON update_sessions (item_id) WHERE state = 'ACTIVE';
+CREATE INDEX update_sessions_owner ON update_sessions (owner);
+CREATE TABLE session_files (
+    session_id TEXT NOT NULL REFERENCES update_sessions(id),
+    name TEXT NOT NULL,
+    op TEXT NOT NULL,
+    seq {int} NOT NULL,
+    source_type TEXT NOT NULL,
+    source_endpoint TEXT,
+    token TEXT UNIQUE,
+    declared_size {int},
+    checksum_algorithm TEXT,
+    checksum TEXT,
+    status TEXT NOT NULL,
+    bytes_transferred {int} NOT NULL,
+    size {int},
+    sha1 TEXT,
+    blob_id TEXT,
+    pending_blob TEXT,
+    error_message TEXT,
+    keep_in_storage {int} NOT NULL,
+    digests TEXT,
+    meta TEXT,
+    parent TEXT,
+    progress_at {real},
+    transfer_owner TEXT,
+    PRIMARY KEY (session_id, name)
+);
+CREATE TABLE download_sessions (
+    id TEXT PRIMARY KEY,
+    item_id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    content_version {int} NOT NULL,
+    state TEXT NOT NULL,
+    client_progress {int} NOT NULL,
+    error_message TEXT,
+    created {real} NOT NULL,
+    last_activity {real} NOT NULL,
+    ended {real},
+    client_token TEXT UNIQUE
+);
+CREATE TABLE download_files (
+    session_id TEXT NOT NULL REFERENCES download_sessions(id),
+    name TEXT NOT NULL,
+    token TEXT NOT NULL UNIQUE,
+    blob_id TEXT NOT NULL,
+    size {int} NOT NULL,
+    sha1 TEXT NOT NULL,
+    bytes_transferred {int} NOT NULL,
+    PRIMARY KEY (session_id, name)
+);
+CREATE TABLE trusted_certificates (
+    id TEXT PRIMARY KEY,
+    cert_text TEXT NOT NULL,
+    created {real} NOT NULL
+);
+"""
+
+
+class Busy(Exception):
+    """Another ACTIVE update session holds the item (the partial unique index said so)."""
+
+
+class TokenTaken(Exception):
+    """A client token was already used for another create."""
+
+
+class UniqueViolation(Exception):
+    """A driver's unique-constraint error; the message names the constraint or its columns."""
+
+
+def dumps(value: Any) -> str:
+    """JSON text for a column (structured values: backings, messages, warning behavior, parsed metadata)."""
+    return msgspec.json.encode(value).decode()
+
+
+def loads(text: str | None) -> Any:
+    """The value of a JSON column; None for SQL NULL."""
+    return None if text is None else msgspec.json.decode(text)
+
+
+def schema_statements(real: str, integer: str) -> list[str]:
+    return [s.strip() for s in SCHEMA.format(real=real, int=integer).split(";") if s.strip()]
+
+
+class SqlStore:
+    """The queries; a driver subclass supplies the primitives below."""
+
+    async def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Row | None:
+        raise NotImplementedError
+
+    async def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[Row]:
+        raise NotImplementedError
+
+    async def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        """Run a statement; the number of rows it changed. Unique violations raise UniqueViolation."""
+        raise NotImplementedError
+
+    def transaction(self) -> AbstractAsyncContextManager[None]:
+        raise NotImplementedError
+
+    def _locking(self, of: str = "") -> str:
+        """The clause that locks the rows a SELECT reads inside a transaction ("" where not needed)."""
+        return ""
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def is_sweeper(self) -> bool:
+        """Whether this process runs the sweeper (with one database per process: always)."""
+        return True
+
+    async def _insert(self, table: str, row: Row) -> None:
+        cols = ",".join(row)
+        marks = ",".join("?" * len(row))
+        await self._exec(f"INSERT INTO {table} ({cols}) VALUES ({marks})", tuple(row.values()))
+
+    async def _update(self, table: str, where: Row, fields: Row) -> int:
+        """UPDATE ... WHERE every `where` column equals its value (None matches NULL: compare-and-set on an
+        unset column works too)."""
+        sets = ",".join(f"{k}=?" for k in fields)
+        cond = " AND ".join(f"{k} IS NULL" if v is None else f"{k}=?" for k, v in where.items())
+        args = (*fields.values(), *(v for v in where.values() if v is not None))
+        return await self._exec(f"UPDATE {table} SET {sets} WHERE {cond}", args)
+
+    # -- meta -----------------------------------------------------------------------------------------------
+    async def get_meta(self, key: str) -> str | None:
+        row = await self._one("SELECT value FROM meta WHERE key=?", (key,))
+        return None if row is None else str(row["value"])
+
+    async def set_meta(self, key: str, value: str) -> None:
+        await self._exec(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (key, value),
+        )
+
+    # -- users and API sessions -------------------------------------------------------------------------------
+    async def get_user(self, name: str) -> Row | None:
+        return await self._one("SELECT * FROM users WHERE lower(name)=lower(?)", (name,))
+
+    async def list_users(self) -> list[Row]:
+        return await self._all("SELECT name, created FROM users ORDER BY name")
+
+    async def add_user(self, name: str, password_hash: str, now: float) -> bool:
+        try:
+            await self._insert("users", {"name": name, "password_hash": password_hash, "created": now})
+        except UniqueViolation:
+            return False
+        return True
+
+    async def set_password(self, name: str, password_hash: str) -> bool:
+        return await self._update("users", {"name": name}, {"password_hash": password_hash}) > 0
+
+    async def remove_user(self, name: str) -> bool:
+        async with self.transaction():
+            await self._exec("DELETE FROM api_sessions WHERE lower(owner)=lower(?)", (name,))
+            return await self._exec("DELETE FROM users WHERE lower(name)=lower(?)", (name,)) > 0
+
+    async def create_api_session(self, sid: str, user: str, now: float) -> None:
+        await self._insert("api_sessions", {"id": sid, "owner": user, "created": now, "last_accessed": now})
+
+    async def get_api_session(self, sid: str) -> Row | None:
+        return await self._one("SELECT * FROM api_sessions WHERE id=?", (sid,))
+
+    async def touch_api_session(self, sid: str, now: float) -> None:
+        await self._exec("UPDATE api_sessions SET last_accessed=? WHERE id=?", (now, sid))
+
+    async def delete_api_session(self, sid: str) -> None:
+        await self._exec("DELETE FROM api_sessions WHERE id=?", (sid,))
+
+    async def delete_idle_api_sessions(self, before: float) -> int:
+        return await self._exec("DELETE FROM api_sessions WHERE last_accessed < ?", (before,))
+
+    # -- libraries ----------------------------------------------------------------------------------------
+    async def insert_library(self, row: Row) -> None:
+        try:
+            await self._insert("libraries", row)
+        except UniqueViolation as e:
+            raise TokenTaken() from e
+
+    async def library_by_token(self, token: str) -> Row | None:
+        return await self._one("SELECT * FROM libraries WHERE client_token=?", (token,))
+
+    async def get_library(self, library_id: str) -> Row | None:
+        return await self._one("SELECT * FROM libraries WHERE id=?", (library_id,))
+
+    async def list_libraries(self, type_: str | None = None) -> list[Row]:
+        if type_ is None:
+            return await self._all("SELECT * FROM libraries ORDER BY created, id")
+        return await self._all("SELECT * FROM libraries WHERE type=? ORDER BY created, id", (type_,))
+
+    async def update_library(self, library_id: str, fields: Row) -> None:
+        await self._update("libraries", {"id": library_id}, fields)
+
+    async def delete_library(self, library_id: str) -> None:
+        await self._exec("DELETE FROM libraries WHERE id=?", (library_id,))
+
+    # -- items ----------------------------------------------------------------------------------------------
+    async def insert_item(self, row: Row) -> str | None:
+        """Insert; on a name clash in the library return 'name', on a reused client token 'token'."""
+        try:
+            await self._insert("items", row)
+        except UniqueViolation as e:
+            return "token" if "client_token" in str(e) else "name"
+        return None
+
+    async def item_by_token(self, token: str) -> Row | None:
+        return await self._one("SELECT * FROM items WHERE client_token=?", (token,))
+
+    async def get_item(self, item_id: str) -> Row | None:
+        return await self._one(
+            "SELECT i.*, "
+            "CAST(COALESCE((SELECT SUM(size) FROM item_files f WHERE f.item_id=i.id), 0) AS BIGINT) AS size "
+            f"FROM items i WHERE i.id=?{self._locking('i')}",
+            (item_id,),
+        )
+
+    async def list_items(self, library_id: str | None = None) -> list[Row]:
+        if library_id is None:
+            return await self._all("SELECT * FROM items ORDER BY created, id")
+        return await self._all("SELECT * FROM items WHERE library_id=? ORDER BY created, id", (library_id,))
+
+    async def update_item(self, item_id: str, fields: Row) -> bool:
+        """Apply; False when the new name clashes with another item of the library."""
+        try:
+            await self._update("items", {"id": item_id}, fields)
+        except UniqueViolation:
+            return False
+        return True
+
+    async def delete_item(self, item_id: str) -> list[str]:
+        """Delete the item, its files and its finished sessions; return the blob ids that lost a reference."""
+        blobs = [r["blob_id"] for r in await self._all("SELECT blob_id FROM item_files WHERE item_id=?", (item_id,))]
+        for sid_row in await self._all("SELECT id FROM update_sessions WHERE item_id=?", (item_id,)):
+            blobs += await self.delete_session("update", sid_row["id"])
+        for sid_row in await self._all("SELECT id FROM download_sessions WHERE item_id=?", (item_id,)):
+            blobs += await self.delete_session("download", sid_row["id"])
+        await self._exec("DELETE FROM item_files WHERE item_id=?", (item_id,))
+        await self._exec("DELETE FROM items WHERE id=?", (item_id,))
+        return blobs
+
+    async def item_files(self, item_id: str) -> list[Row]:
+        return await self._all("SELECT * FROM item_files WHERE item_id=? ORDER BY name", (item_id,))
+
+    async def item_file(self, item_id: str, name: str) -> Row | None:
+        return await self._one("SELECT * FROM item_files WHERE item_id=? AND name=?", (item_id, name))
+
+    async def put_item_file(self, row: Row) -> None:
+        await self._exec("DELETE FROM item_files WHERE item_id=? AND name=?", (row["item_id"], row["name"]))
+        await self._insert("item_files", row)
+
+    async def delete_item_file(self, item_id: str, name: str) -> None:
+        await self._exec("DELETE FROM item_files WHERE item_id=? AND name=?", (item_id, name))
+
+    # -- update and download sessions (kind "update" or "download": same columns, one table each) -------------------
+    async def insert_session(self, kind: str, row: Row) -> None:
+        try:
+            await self._insert(f"{kind}_sessions", row)
+        except UniqueViolation as e:
+            if "client_token" in str(e):
+                raise TokenTaken() from e
+            raise Busy() from e
+
+    async def session_by_token(self, kind: str, token: str) -> Row | None:
+        return await self._one(f"SELECT * FROM {kind}_sessions WHERE client_token=?", (token,))
+
+    async def get_session(self, kind: str, sid: str) -> Row | None:
+        return await self._one(f"SELECT * FROM {kind}_sessions WHERE id=?{self._locking()}", (sid,))
+
+    async def list_sessions(self, kind: str, user: str, item_id: str | None) -> list[str]:
+        if item_id is None:
+            rows = await self._all(f"SELECT id FROM {kind}_sessions WHERE owner=? ORDER BY created, id", (user,))
+        else:
+            rows = await self._all(
+                f"SELECT id FROM {kind}_sessions WHERE owner=? AND item_id=? ORDER BY created, id", (user, item_id)
+            )
+        return [r["id"] for r in rows]
+
+    async def update_session(self, kind: str, sid: str, fields: Row, state: str | None = None) -> bool:
+        """Apply `fields`; with `state`, only if the session is still in that state (compare-and-set)."""
+        where: Row = {"id": sid}
+        if state is not None:
+            where["state"] = state
+        return await self._update(f"{kind}_sessions", where, fields) > 0
+
+    _FILES = {"update": ("session_files", ("blob_id", "pending_blob")), "download": ("download_files", ("blob_id",))}
+
+    async def delete_session(self, kind: str, sid: str) -> list[str]:
+        """Delete the session and its file rows; return the blob ids those rows pointed at."""
+        table, columns = self._FILES[kind]
+        rows = await self._all(f"SELECT {', '.join(columns)} FROM {table} WHERE session_id=?", (sid,))
+        await self._exec(f"DELETE FROM {table} WHERE session_id=?", (sid,))
+        await self._exec(f"DELETE FROM {kind}_sessions WHERE id=?", (sid,))
+        return [b for r in rows for b in r.values() if b]
+
+    async def idle_sessions(self, kind: str, before: float) -> list[str]:
+        """ACTIVE sessions without activity since `before`."""
+        rows = await self._all(f"SELECT id FROM {kind}_sessions WHERE state='ACTIVE' AND last_activity < ?", (before,))
+        return [r["id"] for r in rows]
+
+    async def ended_sessions(self, kind: str, before: float) -> list[str]:
+        """Sessions that left ACTIVE before `before`."""
+        rows = await self._all(f"SELECT id FROM {kind}_sessions WHERE state!='ACTIVE' AND ended < ?", (before,))
+        return [r["id"] for r in rows]
+
+    # -- update sessions ------------------------------------------------------------------------------------------
+    async def active_update_session_for(self, item_id: str) -> Row | None:
+        return await self._one("SELECT * FROM update_sessions WHERE item_id=? AND state='ACTIVE'", (item_id,))
+
+    # -- update-session files ----------------------------------------------------------------------------------
+    async def session_files(self, sid: str) -> list[Row]:
+        return await self._all("SELECT * FROM session_files WHERE session_id=? ORDER BY seq", (sid,))
+
+    async def session_file(self, sid: str, name: str) -> Row | None:
+        return await self._one("SELECT * FROM session_files WHERE session_id=? AND name=?", (sid, name))
+
+    async def session_file_by_token(self, token: str) -> Row | None:
+        return await self._one("SELECT * FROM session_files WHERE token=?", (token,))
+
+    async def put_session_file(self, row: Row) -> list[str]:
+        """Insert or replace the session's entry for the name; return the replaced entry's blob ids."""
+        old = await self._one(
+            "SELECT blob_id, pending_blob FROM session_files WHERE session_id=? AND name=?",
+            (row["session_id"], row["name"]),
+        )
+        seq = await self._one(
+            "SELECT COALESCE(MAX(seq), 0) + 1 AS n FROM session_files WHERE session_id=?", (row["session_id"],)
+        )
+        assert seq is not None
+        await self._exec("DELETE FROM session_files WHERE session_id=? AND name=?", (row["session_id"], row["name"]))
+        await self._insert("session_files", {**row, "seq": seq["n"]})
+        return [b for b in (old or {}).values() if b]
+
+    async def delete_session_file(self, sid: str, name: str) -> None:
+        await self._exec("DELETE FROM session_files WHERE session_id=? AND name=?", (sid, name))
+
+    async def update_session_file(self, sid: str, name: str, fields: Row, expect: Row | None = None) -> bool:
+        """Apply `fields` if the row still matches `expect` (compare-and-set across concurrent requests)."""
+        return await self._update("session_files", {"session_id": sid, "name": name, **(expect or {})}, fields) > 0
+
+    async def stalled_transfers(self, owner: str | None = None, before: float | None = None) -> list[Row]:
+        """Transfers (uploads, and pulls about to start or running) of ACTIVE sessions that can no longer finish:
+        those run by the replica `owner` (when it has just started), or that recorded no progress since `before`."""
+        sql = (
+            "SELECT f.* FROM session_files f JOIN update_sessions s ON s.id=f.session_id WHERE s.state='ACTIVE' "
+            "AND f.parent IS NULL "  # files unpacked from an OVA stall and fail with it
+            "AND (f.status IN ('TRANSFERRING', 'VALIDATING') "
+            "OR (f.source_type='PULL' AND f.status='WAITING_FOR_TRANSFER'))"
+        )
+        if owner is not None:
+            return await self._all(sql + " AND f.transfer_owner=?", (owner,))
+        return await self._all(sql + " AND (f.progress_at IS NULL OR f.progress_at < ?)", (before,))
+
+    async def delete_members(self, sid: str, parent: str) -> list[str]:
+        """Drop the files unpacked from an archive (an OVA) of the session; return their blob ids."""
+        rows = await self._all(
+            "SELECT blob_id, pending_blob FROM session_files WHERE session_id=? AND parent=?", (sid, parent)
+        )
+        await self._exec("DELETE FROM session_files WHERE session_id=? AND parent=?", (sid, parent))
+        return [b for r in rows for b in (r["blob_id"], r["pending_blob"]) if b]
+
+    # -- trusted certificates ------------------------------------------------------------------------------------
+    async def trusted_certificates(self) -> list[Row]:
+        return await self._all("SELECT * FROM trusted_certificates ORDER BY created, id")
+
+    async def trusted_certificate(self, cert_id: str) -> Row | None:
+        return await self._one("SELECT * FROM trusted_certificates WHERE id=?", (cert_id,))
+
+    async def add_trusted_certificate(self, cert_id: str, cert_text: str, now: float) -> None:
+        await self._exec(
+            "INSERT INTO trusted_certificates (id, cert_text, created) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            (cert_id, cert_text, now),
+        )
+
+    async def delete_trusted_certificate(self, cert_id: str) -> bool:
+        return await self._exec("DELETE FROM trusted_certificates WHERE id=?", (cert_id,)) > 0
+
+    # -- download sessions -----------------------------------------------------------------------------------
+    async def download_files(self, sid: str) -> list[Row]:
+        return await self._all("SELECT * FROM download_files WHERE session_id=?", (sid,))
+
+    async def download_file_by_token(self, token: str) -> Row | None:
+        return await self._one("SELECT * FROM download_files WHERE token=?", (token,))
+
+    async def put_download_file(self, row: Row) -> None:
+        await self._exec("DELETE FROM download_files WHERE session_id=? AND name=?", (row["session_id"], row["name"]))
+        await self._insert("download_files", row)
+
+    # -- blob references (for garbage collection) ------------------------------------------------------------------
+    async def referenced_blobs(self) -> set[str]:
+        """Every blob id something still points at: item files, files of unfinished update sessions (staged
+        and in-flight), and files prepared by ACTIVE download sessions."""
+        refs: set[str] = set()
+        for r in await self._all("SELECT blob_id FROM item_files"):
+            refs.add(r["blob_id"])
+        for r in await self._all(
+            "SELECT f.blob_id, f.pending_blob FROM session_files f "
+            "JOIN update_sessions s ON s.id=f.session_id WHERE s.state='ACTIVE'"
+        ):
+            refs.update(b for b in (r["blob_id"], r["pending_blob"]) if b)
+        for r in await self._all(
+            "SELECT f.blob_id FROM download_files f "
+            "JOIN download_sessions s ON s.id=f.session_id WHERE s.state='ACTIVE'"
+        ):
+            refs.add(r["blob_id"])
+        return refs
+
+    async def is_blob_referenced(self, blob_id: str) -> bool:
+        return (
+            await self._one(
+                "SELECT 1 FROM item_files WHERE blob_id=? UNION ALL "
+                "SELECT 1 FROM session_files f JOIN update_sessions s ON s.id=f.session_id "
+                "WHERE s.state='ACTIVE' AND (f.blob_id=? OR f.pending_blob=?) UNION ALL "
+                "SELECT 1 FROM download_files f JOIN download_sessions s ON s.id=f.session_id "
+                "WHERE s.state='ACTIVE' AND f.blob_id=? LIMIT 1",
+                (blob_id, blob_id, blob_id, blob_id),
+            )
+            is not None
+        )
