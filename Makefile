@@ -20,13 +20,15 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# The whole suite, once per metadata backend: SQLite (embedded default), then PostgreSQL (started if needed).
+# The whole suite, once per backend pair that matters: SQLite + local disk (the embedded default), then
+# PostgreSQL + S3 (SeaweedFS), each started for the run if it is not already running.
 TEST_PG ?= postgresql://postgres@127.0.0.1:5432
+TEST_S3 ?= http://127.0.0.1:8333
 
 test: lint
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
-	bash scripts/ensure-postgres.sh
-	CONTENTLIB_TEST_PG=$(TEST_PG) $(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+	PATH=$(CURDIR)/$(BIN):$$PATH CONTENTLIB_TEST_PG=$(TEST_PG) CONTENTLIB_TEST_S3=$(TEST_S3) \
+		bash scripts/with-services.sh $(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(ARGS)

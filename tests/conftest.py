@@ -30,6 +30,15 @@ API_DIR = Path(__file__).resolve().parents[2] / "shared" / "api"
 # With CONTENTLIB_TEST_PG=postgresql://user@host:port (a server where the user may create databases), every
 # server process keeps its metadata in a fresh PostgreSQL database of its own instead of SQLite.
 TEST_PG = os.environ.get("CONTENTLIB_TEST_PG")
+# With CONTENTLIB_TEST_S3=http://host:port (an S3 endpoint; credentials from AWS_* or SeaweedFS's ci/cisecret),
+# every server process keeps its blobs under a prefix of its own in the bucket contentlib-test.
+TEST_S3 = os.environ.get("CONTENTLIB_TEST_S3")
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "ci"),
+    "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "cisecret"),
+    "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+}
+S3_BUCKET = "contentlib-test"
 
 
 def create_database() -> str:
@@ -90,6 +99,7 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}.log"
         self.database = create_database() if TEST_PG and "--database" not in self.args else None
+        self.s3_prefix = f"t-{uuid.uuid4().hex[:12]}" if TEST_S3 and "--blobs" not in self.args else None
 
     @property
     def base(self) -> str:
@@ -113,6 +123,9 @@ class ServerProcess:
             cmd.append("--http")
         if self.database:
             cmd += ["--database", self.database]
+        if self.s3_prefix:
+            cmd += ["--blobs", f"s3://{S3_BUCKET}/{self.s3_prefix}?endpoint={TEST_S3}"]
+            env.update({k: v for k, v in S3_ENV.items() if k not in self.env})
         cmd += self.args
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -141,6 +154,23 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+    def blob_ids(self) -> list[str]:
+        """Every blob this server has stored (files under blobs/ in its data dir, or objects under its S3 prefix)."""
+        if not self.s3_prefix:
+            return sorted(p.name for p in (self.data_dir / "blobs").rglob("*") if p.is_file())
+        import boto3
+
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=TEST_S3,
+            aws_access_key_id=S3_ENV["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=S3_ENV["AWS_SECRET_ACCESS_KEY"],
+            region_name=S3_ENV["AWS_DEFAULT_REGION"],
+        )
+        prefix = f"{self.s3_prefix}/blobs/"
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=S3_BUCKET, Prefix=prefix)
+        return sorted(o["Key"][len(prefix) :] for page in pages for o in page.get("Contents", []))
 
     def store_args(self) -> list[str]:
         """The flags that point a `contentlib user ...` command at this server's data."""

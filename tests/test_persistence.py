@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -212,7 +211,7 @@ def test_upload_cut_by_sigkill_leaves_file_in_error(make_server: Callable[..., S
 
     srv.start()
     # The partial blob of the cut upload was an orphan; start-up removed it.
-    assert blob_files(srv) == [], blob_files(srv)
+    assert srv.blob_ids() == [], srv.blob_ids()
     f = file_info(api, sid, "cut.bin")
     assert f["status"] == "ERROR", f
     assert f["error_message"]["default_message"], f
@@ -237,9 +236,4 @@ def test_upload_cut_by_sigkill_leaves_file_in_error(make_server: Callable[..., S
         "checksum": hashlib.sha1(data).hexdigest(),
     }
     assert api.download(item, "cut.bin") == data
-    assert len(blob_files(srv)) == 1  # exactly the published file's blob
-
-
-def blob_files(srv: ServerProcess) -> list[Path]:
-    """Every stored blob on disk (layout of storage/fs.py: blobs/<aa>/<id>)."""
-    return sorted(p for p in (srv.data_dir / "blobs").rglob("*") if p.is_file())
+    assert len(srv.blob_ids()) == 1  # exactly the published file's blob

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
 import uuid
@@ -23,8 +24,7 @@ from contentlib.services.download_sessions import DownloadSessions
 from contentlib.services.libraries import Libraries
 from contentlib.services.trusted_certificates import TrustedCertificates
 from contentlib.services.update_sessions import UpdateSessions
-from contentlib.storage import open_store
-from contentlib.storage.fs import FileBlobStore
+from contentlib.storage import open_blobs, open_store
 from contentlib.storage.sql import SqlStore
 from contentlib.storage.sqlite import SQLiteStore
 from contentlib.transfer import run_blocking
@@ -41,7 +41,7 @@ class App:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = store
-        self.core = Core(settings, self.store, FileBlobStore(settings.blob_dir), replica_id(settings.data_dir))
+        self.core = Core(settings, self.store, open_blobs(settings), replica_id(settings.data_dir))
         self.auth = Auth(self.core)
         self.libraries = Libraries(self.core)
         self.update_sessions = UpdateSessions(self.core, self.libraries)
@@ -50,11 +50,19 @@ class App:
         self.operations = operations.build(self)
         self.rest = RestApi(self)
         self.jsonrpc = JsonRpcApi(self)
+        self._proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
         self._sweeper: asyncio.Task[None] | None = None
         self._last_gc = 0.0
 
-    @staticmethod
-    def base_url(request: web.BaseRequest) -> str:
+    def base_url(self, request: web.BaseRequest) -> str:
+        """Where clients reach this server, for the upload and download URIs it hands out: the configured public
+        URL; else what a trusted proxy forwarded (X-Forwarded-Proto/-Host); else the request's own scheme and host."""
+        if self.settings.public_url:
+            return self.settings.public_url.rstrip("/")
+        if self._proxies and _remote_in(request.remote, self._proxies):
+            proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip()
+            host = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip()
+            return f"{proto or request.scheme}://{host or request.host}"
         return f"{request.scheme}://{request.host}"
 
     def web_app(self) -> web.Application:
@@ -124,6 +132,14 @@ class App:
         if removed:
             log.info("removed %d orphaned blob(s)", removed)
         return removed
+
+
+def _remote_in(remote: str | None, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    try:
+        address = ipaddress.ip_address(remote or "")
+    except ValueError:
+        return False
+    return any(address in n for n in networks)
 
 
 def replica_id(data_dir: Path) -> str:

@@ -52,6 +52,25 @@ def main() -> None:
 )
 @data_dir_option
 @database_option
+@click.option(
+    "--blobs",
+    default=None,
+    envvar="CONTENTLIB_BLOBS",
+    help="s3://bucket/prefix?endpoint=URL (AWS credentials from the standard variables) or file:///dir; "
+    "default: DATA_DIR/blobs.",
+)
+@click.option(
+    "--public-url",
+    default=None,
+    envvar="CONTENTLIB_PUBLIC_URL",
+    help="The URL clients reach this server at (behind a load balancer); upload and download URIs use it.",
+)
+@click.option(
+    "--trusted-proxies",
+    default="",
+    envvar="CONTENTLIB_TRUSTED_PROXIES",
+    help="Comma-separated addresses/CIDRs of proxies whose X-Forwarded-Proto/X-Forwarded-Host are believed.",
+)
 @click.option("--http", "plain_http", is_flag=True, envvar="CONTENTLIB_HTTP", help="Serve plain HTTP instead of HTTPS.")
 @click.option(
     "--update-session-timeout",
@@ -89,6 +108,9 @@ def serve(
     listen: str,
     data_dir: Path,
     database: str | None,
+    blobs: str | None,
+    public_url: str | None,
+    trusted_proxies: str,
     plain_http: bool,
     update_session_timeout: float,
     api_session_timeout: float,
@@ -119,6 +141,9 @@ def serve(
         sweep_interval=sweep_interval,
         session_retention=session_retention,
         database=database,
+        blobs=blobs,
+        public_url=public_url,
+        trusted_proxies=tuple(p.strip() for p in trusted_proxies.split(",") if p.strip()),
     )
     data_dir.mkdir(parents=True, exist_ok=True)
     _bootstrap_admin(settings)

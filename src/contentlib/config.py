@@ -19,6 +19,9 @@ class Settings:
     session_retention: float = 3600.0  # seconds a finished session stays readable
     max_api_body: int = 1024 * 1024
     database: str | None = None  # postgresql://... (several replicas); None: SQLite in the data dir
+    blobs: str | None = None  # file:///dir or s3://bucket/prefix?endpoint=...; None: <data dir>/blobs
+    public_url: str | None = None  # the address clients reach (behind a load balancer); endpoint URIs use it
+    trusted_proxies: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-Proto/-Host headers are believed
 
     @property
     def db_path(self) -> Path:

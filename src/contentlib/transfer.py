@@ -36,9 +36,12 @@ _MAX_FREE_BUFFERS = 4
 
 
 class Sink(Protocol):
-    """Where a blob's bytes go; each method runs in a worker thread, one call at a time, in order."""
+    """Where a blob's bytes go; each method runs in a worker thread. `write` gets batch number `index` (0, 1, ...);
+    with `ordered`, one call at a time in that order, else side by side in any order. `commit` comes last."""
 
-    def write(self, buf: memoryview, n: int) -> None: ...
+    ordered: bool
+
+    def write(self, buf: memoryview, n: int, index: int) -> None: ...
 
     def commit(self, size: int) -> None: ...
 
@@ -61,9 +64,9 @@ def _hash(h: Any, buf: mmap.mmap, n: int) -> None:
         h.update(view)
 
 
-def _write(sink: Sink, buf: mmap.mmap, n: int) -> None:
+def _write(sink: Sink, buf: mmap.mmap, n: int, index: int) -> None:
     with memoryview(buf) as whole:
-        sink.write(whole, n)
+        sink.write(whole, n, index)
 
 
 async def run_blocking(fn: Any, *args: Any) -> Any:
@@ -88,6 +91,7 @@ class Receiver:
         self.current = 0
         self.fill = 0
         self.size = 0
+        self.batches = 0
         self.closed = False
 
     async def feed(self, chunk: bytes | bytearray | memoryview) -> None:
@@ -111,12 +115,17 @@ class Receiver:
     def _dispatch(self) -> None:
         loop = asyncio.get_running_loop()
         buf, n = self.buffers[self.current], self.fill
-        work = [(_hash, h) for h in self.hashers.values()] + [(_write, self.sink)]
         stages = []
-        for s, (fn, target) in enumerate(work):
-            stage = loop.create_task(_after(self.last[s], fn, target, buf, n))
+        for s, h in enumerate(self.hashers.values()):  # a hash must see the batches in order
+            stage = loop.create_task(_after(self.last[s], _hash, h, buf, n))
             self.last[s] = stage
             stages.append(stage)
+        write = len(self.hashers)
+        after = self.last[write] if self.sink.ordered else None
+        stage = loop.create_task(_after(after, _write, self.sink, buf, n, self.batches))
+        self.last[write] = stage
+        stages.append(stage)
+        self.batches += 1
         self.busy[self.current] = asyncio.gather(*stages)
         self.current = (self.current + 1) % RING
         self.fill = 0

@@ -20,6 +20,7 @@ from aiohttp import web
 from contentlib import errors
 from contentlib.operations import Operation
 from contentlib.services.core import Ctx
+from contentlib.transfer import run_blocking
 
 if TYPE_CHECKING:
     from contentlib.app import App
@@ -248,17 +249,35 @@ class RestApi:
 
     async def download(self, request: web.Request) -> web.StreamResponse:
         try:
-            path = await self.app.download_sessions.open_download(
+            blob_id = await self.app.download_sessions.open_download(
                 request.match_info["token"], request.match_info["name"]
             )
+            blobs = self.app.core.blobs
+            size: int = await run_blocking(blobs.size, blob_id)
         except errors.ApiError as e:
             return error_response(e)
         except Exception:
             return internal_error(request)
-        if "Range" in request.headers and not _satisfiable(request, path.stat().st_size):
+        span = _span(request, size)
+        if span is None:
             # aiohttp would answer this one chunked; clients expect a plain, sized 416.
-            return web.Response(status=416, headers={"Content-Range": f"bytes */{path.stat().st_size}"})
-        return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
+            return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
+        path = blobs.local_path(blob_id)
+        if path is not None:  # sendfile, ranges and HEAD by aiohttp
+            return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
+        start, end = span
+        headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes"}
+        if "Range" in request.headers and _parsed_range(request) is not None:
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        response = web.StreamResponse(status=206 if "Content-Range" in headers else 200, headers=headers)
+        response.content_length = end - start
+        await response.prepare(request)
+        if request.method != "HEAD":
+            chunks = blobs.read(blob_id, start, end)
+            while (chunk := await run_blocking(next, chunks, b"")) != b"":
+                await response.write(chunk)
+        await response.write_eof()
+        return response
 
     async def not_found(self, request: web.Request) -> web.StreamResponse:
         return error_response(
@@ -266,17 +285,32 @@ class RestApi:
         )
 
 
-def _satisfiable(request: web.Request, size: int) -> bool:
+def _parsed_range(request: web.Request) -> slice | None:
+    """The request's Range as a slice, or None without one (a malformed one is ignored)."""
+    if "Range" not in request.headers:
+        return None
     try:
-        rng = request.http_range
+        rng: slice = request.http_range
     except ValueError:
-        return True  # a malformed Range header is ignored: the whole file is sent
+        return None
+    return None if rng.start is None else rng
+
+
+def _span(request: web.Request, size: int) -> tuple[int, int] | None:
+    """The byte range [start, end) a request asks for (the whole blob without a Range header, or with a malformed
+    one, which is ignored); None when it cannot be satisfied (416)."""
+    rng = _parsed_range(request)
+    if rng is None:
+        return 0, size
     start: int | None = rng.start
+    stop: int | None = rng.stop
     if start is None:
-        return True
+        return 0, size
     if start < 0:  # suffix range: the last -start bytes
-        return size > 0
-    return start < size
+        return (max(0, size + start), size) if size > 0 else None
+    if start >= size:
+        return None
+    return start, size if stop is None else min(stop, size)
 
 
 def internal_error(request: web.Request) -> web.Response:

@@ -14,7 +14,7 @@ from typing import Any
 from contentlib import errors
 from contentlib.config import Settings
 from contentlib.model import fmt_time
-from contentlib.storage.fs import FileBlobStore
+from contentlib.storage.blobs import BlobStore
 from contentlib.storage.sql import SqlStore, dumps, loads
 from contentlib.transfer import run_blocking
 
@@ -45,7 +45,7 @@ class LiveTransfer:
 class Core:
     settings: Settings
     store: SqlStore
-    blobs: FileBlobStore
+    blobs: BlobStore
     replica_id: str
     live: dict[tuple[str, str], LiveTransfer] = field(default_factory=dict)
 

@@ -8,7 +8,6 @@ replaces the file meanwhile (the garbage collector keeps blobs that ACTIVE downl
 from __future__ import annotations
 
 import urllib.parse
-from pathlib import Path
 from typing import Any
 
 from contentlib import errors
@@ -113,15 +112,15 @@ class DownloadSessions(ItemSessions):
             await self.touch(download_session_id)
         info = self._info(ctx, entry, entry)
         if endpoint_type == "DIRECT":
-            info["download_endpoint"] = {"uri": self.core.blobs.path(f["blob_id"]).resolve().as_uri()}
+            info["download_endpoint"] = {"uri": self.core.blobs.direct_uri(f["blob_id"])}
         return info
 
-    async def open_download(self, token: str, name: str) -> Path:
-        """The blob behind a download URL, for the data plane; the URL token is the credential."""
+    async def open_download(self, token: str, name: str) -> str:
+        """The blob id behind a download URL, for the data plane; the URL token is the credential."""
         f = await self.store.download_file_by_token(token)
         if f is None or f["name"] != name:
             raise errors.not_found("download endpoint", f"/cls/download/{token[:6]}…/{name}")
         session = await self.session(f["session_id"])
         self.require_active(session, "download from")
         await self.touch(session["id"])
-        return self.core.blobs.path(f["blob_id"])
+        return str(f["blob_id"])

@@ -9,24 +9,14 @@ file the session leaves unchanged — is computed from the stored blob.
 from __future__ import annotations
 
 import datetime
-import hashlib
 from typing import Any
 
 from contentlib import errors
 from contentlib.services import ovf, preview
 from contentlib.services.core import Core, load_json
+from contentlib.storage.blobs import hash_blob
 from contentlib.storage.sql import Row, dumps
 from contentlib.transfer import run_blocking
-
-_READ = 8 * 1024 * 1024
-
-
-def _hash_file(path: str, algorithm: str) -> str:
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        while chunk := f.read(_READ):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def parts(files: list[Row]) -> dict[str, Row]:
@@ -104,7 +94,7 @@ class Package:
         digests = load_json(row.get("digests")) or {}
         if algorithm in digests:
             return str(digests[algorithm])
-        digest = str(await run_blocking(_hash_file, str(self.core.blobs.path(row["blob_id"])), algorithm))
+        digest = str(await run_blocking(hash_blob, self.core.blobs, row["blob_id"], algorithm))
         if "session_id" in row:
             digests[algorithm] = digest
             await self.store.update_session_file(row["session_id"], row["name"], {"digests": dumps(digests)})

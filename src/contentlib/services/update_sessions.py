@@ -32,6 +32,7 @@ from contentlib.services.core import (
 from contentlib.services.libraries import Libraries
 from contentlib.services.package import Package, item_type
 from contentlib.services.sessions import ACTIVE, ItemSessions
+from contentlib.storage.blobs import read_head
 from contentlib.storage.sql import Row, dumps
 from contentlib.tarstream import Data, Member, MemberEnd, TarError, TarReader
 from contentlib.transfer import Receiver, run_blocking
@@ -566,9 +567,8 @@ class UpdateSessions(ItemSessions):
         }.get(kind or "")
         if parse is None:
             return None
-        path = self.core.blobs.path(blob_id)
         limit = max(ovf.MAX_DESCRIPTOR, ovf.MAX_MANIFEST, ovf.MAX_CERT) + 1
-        data = await run_blocking(_read_head, path, limit)
+        data = await run_blocking(read_head, self.core.blobs, blob_id, limit)
         try:
             meta: dict[str, Any] = await run_blocking(parse, data)
         except ovf.PackageError as e:
@@ -786,11 +786,6 @@ def _failure(e: BaseException, name: str, live: LiveTransfer) -> TransferFailed:
             errors.internal(f"The transfer of '{name}' failed; the server log has the details."),
         )
     raise e
-
-
-def _read_head(path: Any, limit: int) -> bytes:
-    with open(path, "rb") as f:
-        return f.read(limit)
 
 
 def _fingerprint(files: list[Row]) -> list[tuple[Any, ...]]:

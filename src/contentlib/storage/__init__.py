@@ -1,8 +1,11 @@
-"""Where metadata and bytes live: a metadata Store (SQLite or PostgreSQL) and a BlobStore (local disk)."""
+"""Where metadata and bytes live: a metadata Store (SQLite or PostgreSQL) and a BlobStore (disk or S3)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from contentlib.config import Settings
+from contentlib.storage.blobs import BlobStore
 from contentlib.storage.sql import SqlStore
 
 
@@ -18,3 +21,20 @@ async def open_store(settings: Settings) -> SqlStore:
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return SQLiteStore(settings.db_path)
+
+
+def open_blobs(settings: Settings) -> BlobStore:
+    """The BlobStore the settings name: `--blobs s3://bucket/prefix?endpoint=...` or `file:///dir`, else the data
+    dir's blobs/ folder."""
+    url = settings.blobs
+    if url and url.startswith("s3://"):
+        from contentlib.storage.s3 import S3BlobStore
+
+        return S3BlobStore(url)
+    from contentlib.storage.fs import FileBlobStore
+
+    if url:
+        if not url.startswith("file://"):
+            raise ValueError(f"--blobs wants file:///dir or s3://bucket/prefix?endpoint=..., got {url!r}")
+        return FileBlobStore(Path(url[len("file://") :]))
+    return FileBlobStore(settings.blob_dir)

@@ -18,9 +18,11 @@ import contextlib
 import errno
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ALIGN = 4096
+_READ = 1024 * 1024
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 
 
@@ -45,7 +47,9 @@ class FileSink:
             self.direct = False
             self.fd = os.open(path, flags, 0o640)
 
-    def write(self, buf: memoryview, n: int) -> None:
+    ordered = True  # batches are appended: each after the one before
+
+    def write(self, buf: memoryview, n: int, index: int) -> None:
         end = n
         if self.direct and n % ALIGN:
             end = n + ALIGN - n % ALIGN  # the caller's buffer is a whole number of blocks long
@@ -73,6 +77,8 @@ class FileSink:
 
 
 class FileBlobStore:
+    """The BlobStore on a local (or shared) filesystem."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
@@ -83,8 +89,26 @@ class FileBlobStore:
     def sink(self, blob_id: str) -> FileSink:
         return FileSink(self.path(blob_id))
 
-    def exists(self, blob_id: str) -> bool:
-        return self.path(blob_id).is_file()
+    def size(self, blob_id: str) -> int:
+        return self.path(blob_id).stat().st_size
+
+    def read(self, blob_id: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        with open(self.path(blob_id), "rb") as f:
+            f.seek(start)
+            left = None if end is None else end - start
+            while left is None or left > 0:
+                chunk = f.read(_READ if left is None else min(_READ, left))
+                if not chunk:
+                    return
+                if left is not None:
+                    left -= len(chunk)
+                yield chunk
+
+    def local_path(self, blob_id: str) -> Path | None:
+        return self.path(blob_id)
+
+    def direct_uri(self, blob_id: str) -> str:
+        return self.path(blob_id).resolve().as_uri()
 
     def delete(self, blob_id: str) -> None:
         self.path(blob_id).unlink(missing_ok=True)

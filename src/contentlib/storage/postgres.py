@@ -103,12 +103,12 @@ class PostgresStore(SqlStore):
         conn = self._conn.get()
         return [dict(r) for r in await (conn or self.pool).fetch(self._q(sql), *args)]
 
-    async def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+    async def _exec(self, sql: str, args: tuple[Any, ...] = (), may_conflict: bool = False) -> int:
         conn = self._conn.get()
         try:
-            if conn is not None and sql.startswith("INSERT"):
-                # An INSERT may hit a unique constraint that the caller handles; a savepoint keeps the
-                # surrounding transaction usable when it does.
+            if conn is not None and may_conflict:
+                # A savepoint keeps the surrounding transaction usable when the statement hits a unique constraint
+                # that the caller handles.
                 async with conn.transaction():
                     status: str = await conn.execute(self._q(sql), *args)
             else:

@@ -185,8 +185,9 @@ class SqlStore:
     async def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[Row]:
         raise NotImplementedError
 
-    async def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> int:
-        """Run a statement; the number of rows it changed. Unique violations raise UniqueViolation."""
+    async def _exec(self, sql: str, args: tuple[Any, ...] = (), may_conflict: bool = False) -> int:
+        """Run a statement; the number of rows it changed. Unique violations raise UniqueViolation; with
+        `may_conflict` (the caller handles them), the surrounding transaction stays usable after one."""
         raise NotImplementedError
 
     def transaction(self) -> AbstractAsyncContextManager[None]:
@@ -206,15 +207,15 @@ class SqlStore:
     async def _insert(self, table: str, row: Row) -> None:
         cols = ",".join(row)
         marks = ",".join("?" * len(row))
-        await self._exec(f"INSERT INTO {table} ({cols}) VALUES ({marks})", tuple(row.values()))
+        await self._exec(f"INSERT INTO {table} ({cols}) VALUES ({marks})", tuple(row.values()), may_conflict=True)
 
-    async def _update(self, table: str, where: Row, fields: Row) -> int:
+    async def _update(self, table: str, where: Row, fields: Row, may_conflict: bool = False) -> int:
         """UPDATE ... WHERE every `where` column equals its value (None matches NULL: compare-and-set on an
         unset column works too)."""
         sets = ",".join(f"{k}=?" for k in fields)
         cond = " AND ".join(f"{k} IS NULL" if v is None else f"{k}=?" for k, v in where.items())
         args = (*fields.values(), *(v for v in where.values() if v is not None))
-        return await self._exec(f"UPDATE {table} SET {sets} WHERE {cond}", args)
+        return await self._exec(f"UPDATE {table} SET {sets} WHERE {cond}", args, may_conflict)
 
     # -- meta -----------------------------------------------------------------------------------------------
     async def get_meta(self, key: str) -> str | None:
@@ -242,7 +243,9 @@ class SqlStore:
         return True
 
     async def set_password(self, name: str, password_hash: str) -> bool:
-        return await self._update("users", {"name": name}, {"password_hash": password_hash}) > 0
+        return (
+            await self._exec("UPDATE users SET password_hash=? WHERE lower(name)=lower(?)", (password_hash, name)) > 0
+        )
 
     async def remove_user(self, name: str) -> bool:
         async with self.transaction():
@@ -316,7 +319,7 @@ class SqlStore:
     async def update_item(self, item_id: str, fields: Row) -> bool:
         """Apply; False when the new name clashes with another item of the library."""
         try:
-            await self._update("items", {"id": item_id}, fields)
+            await self._update("items", {"id": item_id}, fields, may_conflict=True)
         except UniqueViolation:
             return False
         return True
@@ -350,7 +353,11 @@ class SqlStore:
         try:
             await self._insert(f"{kind}_sessions", row)
         except UniqueViolation as e:
-            if "client_token" in str(e):
+            # Which constraint a database reports first differs (SQLite: the ACTIVE index); a reused token wins,
+            # so that a retried create finds its session.
+            if "client_token" in str(e) or (
+                row.get("client_token") and await self.session_by_token(kind, row["client_token"]) is not None
+            ):
                 raise TokenTaken() from e
             raise Busy() from e
 

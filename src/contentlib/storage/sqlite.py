@@ -21,11 +21,17 @@ def _dict_factory(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> Row:
     return {d[0]: v for d, v in zip(cursor.description, row, strict=True)}
 
 
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
 class SQLiteStore(SqlStore):
     def __init__(self, path: Path) -> None:
         self.path = path
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.row_factory = _dict_factory
+        # SQLite's own lower() folds ASCII only; names are case-insensitive in every script (as on PostgreSQL).
+        self.db.create_function("lower", 1, _lower, deterministic=True)
         self.db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode: a committed transaction survives a crash of the process (what "acknowledged"
         # means here); only a power loss can drop the last commits.
@@ -97,7 +103,7 @@ class SQLiteStore(SqlStore):
     async def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[Row]:
         return list(self.db.execute(sql, args).fetchall())
 
-    async def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+    async def _exec(self, sql: str, args: tuple[Any, ...] = (), may_conflict: bool = False) -> int:
         try:
             return self.db.execute(sql, args).rowcount
         except sqlite3.IntegrityError as e:
