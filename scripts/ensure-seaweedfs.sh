@@ -9,7 +9,12 @@ WEED=${WEED:-$(command -v weed || true)}
 [ -n "$WEED" ] || WEED="$(dirname "$0")/../.venv/bin/weed"
 up() { curl -s -o /dev/null "http://127.0.0.1:$PORT/"; }
 if [ "${1:-start}" = stop ]; then
-  [ -f "$DIR/weed.pid" ] && kill "$(cat "$DIR/weed.pid")" 2>/dev/null || true
+  if [ -f "$DIR/weed.pid" ]; then
+    pid=$(cat "$DIR/weed.pid")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
   rm -rf "$DIR"
   exit 0
 fi
@@ -21,7 +26,7 @@ cat > "$DIR/s3.json" <<'JSON'
   "actions":["Admin","Read","Write","List","Tagging"]}]}
 JSON
 setsid "$WEED" -logdir="$DIR/logs" server -dir="$DIR/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
-  -master.port=9333 -volume.port=8080 -volume.max=0 -filer -filer.port=8888 \
+  -master.port=9333 -master.volumeSizeLimitMB=256 -volume.port=8080 -volume.max=200 -filer -filer.port=8888 \
   -s3 -s3.port=$PORT -s3.config="$DIR/s3.json" > "$DIR/weed.log" 2>&1 < /dev/null &
 echo $! > "$DIR/weed.pid"
 for _ in $(seq 120); do up && break; sleep 0.5; done
