@@ -79,16 +79,7 @@ class DownloadSessions(ItemSessions):
             return self._info(ctx, prepared[file_name], prepared[file_name])
         if file_name in current:
             return self._info(ctx, current[file_name], None)
-        raise self._no_such_file(download_session_id, file_name)
-
-    @staticmethod
-    def _no_such_file(sid: str, name: str) -> errors.ApiError:
-        return errors.invalid_argument(
-            f"The library item of download session {sid} has no file named '{name}'.",
-            sid,
-            name,
-            msg_id="com.vmware.content.downloadsession.file.not_found",
-        )
+        raise self.no_such_file(download_session_id, file_name)
 
     async def prepare(
         self, ctx: Ctx, download_session_id: str, file_name: str, endpoint_type: EndpointType | None = None
@@ -98,7 +89,7 @@ class DownloadSessions(ItemSessions):
             self.require_active(row, "prepare a file of")
             f = current.get(file_name)
             if f is None:
-                raise self._no_such_file(download_session_id, file_name)
+                raise self.no_such_file(download_session_id, file_name)
             entry = {
                 "session_id": download_session_id,
                 "name": file_name,

@@ -64,10 +64,17 @@ class Libraries:
         return model
 
     # -- libraries -----------------------------------------------------------------------------------------
-    async def _library(self, library_id: str) -> Row:
+    async def _library(self, library_id: str, local_only: bool = False) -> Row:
         row = await self.store.get_library(library_id)
         if row is None:
             raise errors.not_found("library", library_id)
+        if local_only and row["type"] != "LOCAL":
+            raise errors.ApiError(
+                "INVALID_ELEMENT_TYPE",
+                "com.vmware.content.library.not_local",
+                f"The library {library_id} is not a local library.",
+                library_id,
+            )
         return row
 
     async def create_local(self, ctx: Ctx, create_spec: LibraryModel, client_token: str | None = None) -> str:
@@ -111,14 +118,7 @@ class Libraries:
         return lid
 
     async def get(self, ctx: Ctx, library_id: str, local_only: bool = False) -> dict[str, Any]:
-        row = await self._library(library_id)
-        if local_only and row["type"] != "LOCAL":
-            raise errors.ApiError(
-                "INVALID_ELEMENT_TYPE",
-                "com.vmware.content.library.not_local",
-                f"The library {library_id} is not a local library.",
-                library_id,
-            )
+        row = await self._library(library_id, local_only)
         return self.library_model(row)
 
     async def list_all(self, ctx: Ctx, local_only: bool = False) -> list[str]:
@@ -141,14 +141,7 @@ class Libraries:
 
     async def update(self, ctx: Ctx, library_id: str, update_spec: LibraryModel, local_only: bool = False) -> None:
         async with self.store.transaction():
-            row = await self._library(library_id)
-            if local_only and row["type"] != "LOCAL":
-                raise errors.ApiError(
-                    "INVALID_ELEMENT_TYPE",
-                    "com.vmware.content.library.not_local",
-                    f"The library {library_id} is not a local library.",
-                    library_id,
-                )
+            row = await self._library(library_id, local_only)
             if update_spec.version is not None and update_spec.version != str(row["version"]):
                 text = (
                     f"The library {library_id} was changed concurrently: version {update_spec.version} was given, "
@@ -178,14 +171,7 @@ class Libraries:
     async def delete(self, ctx: Ctx, library_id: str, local_only: bool = False) -> None:
         blobs: list[str] = []
         async with self.store.transaction():
-            row = await self._library(library_id)
-            if local_only and row["type"] != "LOCAL":
-                raise errors.ApiError(
-                    "INVALID_ELEMENT_TYPE",
-                    "com.vmware.content.library.not_local",
-                    f"The library {library_id} is not a local library.",
-                    library_id,
-                )
+            await self._library(library_id, local_only)
             items = await self.store.list_items(library_id)
             for item in items:
                 await self._check_no_active_session(item["id"])

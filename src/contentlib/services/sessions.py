@@ -52,6 +52,14 @@ class ItemSessions:
                 msg_id=f"{self.msg_prefix}.not_active",
             )
 
+    def no_such_file(self, sid: str, name: str) -> errors.ApiError:
+        return errors.invalid_argument(
+            f"The {self.noun} {sid} has no file named '{name}'.",
+            sid,
+            name,
+            msg_id=f"{self.msg_prefix}.file.not_found",
+        )
+
     async def touch(self, sid: str) -> None:
         await self._set(sid, {"last_activity": self.core.now()}, state=ACTIVE)
 

@@ -294,16 +294,7 @@ class UpdateSessions(ItemSessions):
             return self.file_info(ctx, f, staged)
         if f is None and file_name in current:
             return self.unchanged_file_info(current[file_name])
-        raise self._no_such_file(update_session_id, file_name)
-
-    @staticmethod
-    def _no_such_file(sid: str, name: str) -> errors.ApiError:
-        return errors.invalid_argument(
-            f"The update session {sid} has no file named '{name}'.",
-            sid,
-            name,
-            msg_id="com.vmware.content.updatesession.file.not_found",
-        )
+        raise self.no_such_file(update_session_id, file_name)
 
     def _check_add_spec(self, spec: AddSpec) -> tuple[str | None, str | None]:
         check_file_name(spec.name)
@@ -389,7 +380,7 @@ class UpdateSessions(ItemSessions):
             self.require_active(row, "remove a file from")
             f = staged.get(file_name)
             if (f is None and file_name not in current) or (f is not None and f["op"] == "REMOVE"):
-                raise self._no_such_file(update_session_id, file_name)
+                raise self.no_such_file(update_session_id, file_name)
             replaced = await self.store.delete_members(update_session_id, file_name)
             if file_name in current:
                 replaced += await self.store.put_session_file(
