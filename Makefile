@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install serve test lint bench clean
+.PHONY: install serve test test-backends lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,9 +28,13 @@ TEST_PG ?= postgresql://postgres@127.0.0.1:5432
 TEST_S3 ?= http://127.0.0.1:8333
 
 test: lint
-	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
-	PATH=$(CURDIR)/$(BIN):$$PATH CONTENTLIB_TEST_PG=$(TEST_PG) CONTENTLIB_TEST_S3=$(TEST_S3) \
-		bash scripts/with-services.sh $(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+	PATH=$(CURDIR)/$(BIN):$$PATH bash scripts/with-services.sh $(MAKE) --no-print-directory test-backends
+
+# Both passes; PostgreSQL and S3 are up (the backend-suite and replica tests use them in the first pass too).
+test-backends:
+	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	CONTENTLIB_TEST_PG=$(TEST_PG) CONTENTLIB_TEST_S3=$(TEST_S3) $(BIN)/python -m pytest -n 2 --dist loadgroup \
+		--ignore tests/test_store_backends.py --ignore tests/test_replicas.py $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(ARGS)

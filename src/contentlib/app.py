@@ -33,7 +33,6 @@ log = logging.getLogger("contentlib")
 
 _GC_EVERY = 60.0  # seconds between full orphan-blob scans (start-up always scans)
 _GC_GRACE = 60.0  # an unreferenced blob younger than this may belong to a request that has not recorded it yet
-_STALLED = 60.0  # seconds without progress after which a transfer's server is taken for dead
 
 
 class App:
@@ -110,7 +109,7 @@ class App:
         """Expire idle ACTIVE sessions, delete finished ones after the retention period, forget idle API
         sessions, and now and then delete orphaned blobs."""
         now = time.time()
-        await self.update_sessions.fail_stalled(before=now - _STALLED)
+        await self.update_sessions.fail_stalled(before=now - self.settings.transfer_stall_timeout)
         await self.update_sessions.sweep(now)
         await self.download_sessions.sweep(now)
         await self.auth.sweep()

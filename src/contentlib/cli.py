@@ -104,6 +104,14 @@ def main() -> None:
     envvar="CONTENTLIB_SESSION_RETENTION",
     help="Seconds a finished update or download session stays readable before it is deleted.",
 )
+@click.option(
+    "--transfer-stall-timeout",
+    type=float,
+    default=60.0,
+    show_default=True,
+    envvar="CONTENTLIB_TRANSFER_STALL_TIMEOUT",
+    help="Seconds without progress after which a transfer is failed (its replica is taken for dead).",
+)
 def serve(
     listen: str,
     data_dir: Path,
@@ -116,6 +124,7 @@ def serve(
     api_session_timeout: float,
     sweep_interval: float,
     session_retention: float,
+    transfer_stall_timeout: float,
 ) -> None:
     """Run the server."""
     from contentlib.app import run
@@ -140,6 +149,7 @@ def serve(
         api_session_timeout=api_session_timeout,
         sweep_interval=sweep_interval,
         session_retention=session_retention,
+        transfer_stall_timeout=transfer_stall_timeout,
         database=database,
         blobs=blobs,
         public_url=public_url,

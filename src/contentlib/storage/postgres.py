@@ -32,7 +32,8 @@ class PostgresStore(SqlStore):
             "contentlib_pg_tx", default=None
         )
         self._sql: dict[str, str] = {}
-        self._leader: asyncpg.Connection | None = None
+        self._leader: asyncpg.Connection | None = None  # the connection that holds (or tries) the sweeper's lock
+        self._leading = False
 
     @classmethod
     async def open(cls, dsn: str) -> PostgresStore:
@@ -59,16 +60,13 @@ class PostgresStore(SqlStore):
         await self.pool.close()
 
     async def is_sweeper(self) -> bool:
-        """Whether this replica holds (or just took) the sweeper's lock."""
-        if self._leader is not None and not self._leader.is_closed():
-            return True
-        self._leader = None
-        conn = await asyncpg.connect(self.dsn)
-        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", _SWEEPER_LOCK):
-            self._leader = conn
-            return True
-        await conn.close()
-        return False
+        """Whether this replica holds (or just took) the sweeper's lock, on a connection kept for it."""
+        if self._leader is None or self._leader.is_closed():
+            self._leader = await asyncpg.connect(self.dsn)
+            self._leading = False
+        if not self._leading:
+            self._leading = bool(await self._leader.fetchval("SELECT pg_try_advisory_lock($1)", _SWEEPER_LOCK))
+        return self._leading
 
     def _q(self, sql: str) -> str:
         q = self._sql.get(sql)

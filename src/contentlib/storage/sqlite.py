@@ -9,6 +9,7 @@ database file through WAL and the busy timeout.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,11 +29,11 @@ def _lower(value: Any) -> Any:
 class SQLiteStore(SqlStore):
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
         self.db.row_factory = _dict_factory
         # SQLite's own lower() folds ASCII only; names are case-insensitive in every script (as on PostgreSQL).
         self.db.create_function("lower", 1, _lower, deterministic=True)
-        self.db.execute("PRAGMA journal_mode=WAL")
+        self._wal()
         # NORMAL in WAL mode: a committed transaction survives a crash of the process (what "acknowledged"
         # means here); only a power loss can drop the last commits.
         self.db.execute("PRAGMA synchronous=NORMAL")
@@ -44,6 +45,18 @@ class SQLiteStore(SqlStore):
         self._checkpointer: sqlite3.Connection | None = None
         self._tx_depth = 0
         self._migrate()
+
+    def _wal(self) -> None:
+        """Switch to WAL; while another process opens the same new database the switch can report busy at once
+        (it does not wait like other statements), so retry for a while."""
+        for attempt in range(100):
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or attempt == 99:
+                    raise
+                time.sleep(0.05)
 
     def _migrate(self) -> None:
         self.db.execute("BEGIN IMMEDIATE")
