@@ -158,7 +158,8 @@ class ServerProcess:
     def blob_ids(self) -> list[str]:
         """Every blob this server has stored (files under blobs/ in its data dir, or objects under its S3 prefix)."""
         if not self.s3_prefix:
-            return sorted(p.name for p in (self.data_dir / "blobs").rglob("*") if p.is_file())
+            root = self.data_dir / "blobs"
+            return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
         import boto3
 
         s3 = boto3.client(

@@ -58,6 +58,11 @@ class Core:
         return str(uuid.uuid4())
 
     @staticmethod
+    def new_blob_id(session_id: str) -> str:
+        """Blobs are staged under their session's prefix (a folder on disk, a key prefix in S3)."""
+        return f"{session_id}/{uuid.uuid4()}"
+
+    @staticmethod
     def new_token() -> str:
         """An unguessable URL credential: 192 random bits."""
         return secrets.token_urlsafe(24)

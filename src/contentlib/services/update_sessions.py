@@ -421,7 +421,7 @@ class UpdateSessions(ItemSessions):
         """Receive one file (or unpack one OVA) into the session: TRANSFERRING → READY, or ERROR with a reason."""
         sid, name = row["session_id"], row["name"]
         kind = ovf.kind_of(name)
-        blob_id = None if kind == "ova" else self.core.new_id()
+        blob_id = None if kind == "ova" else self.core.new_blob_id(sid)
         async with self.store.transaction():
             session = await self.session(sid)
             self.require_active(session, "upload to")
@@ -617,7 +617,7 @@ class UpdateSessions(ItemSessions):
             parent=ova["name"],
             declared_size=size,
             status="TRANSFERRING",
-            pending_blob=self.core.new_id(),
+            pending_blob=self.core.new_blob_id(ova["session_id"]),
             keep_in_storage=0 if kind in ("manifest", "certificate") else 1,
         )
         async with self.store.transaction():

@@ -3,7 +3,7 @@
 On-disk layout under the data dir:
 
     blobs/
-      <aa>/<blob id>     one file's bytes; <aa> = the id's first two characters
+      <update session id>/<uuid>     one file's bytes, staged by that session (blob id "<session id>/<uuid>")
 
 A blob is written once, under a fresh id, and never modified. Whether anybody sees it is decided by the metadata
 alone: an update session's file row points at its staged blob, and `complete` moves that pointer into the item's
@@ -84,7 +84,9 @@ class FileBlobStore:
         root.mkdir(parents=True, exist_ok=True)
 
     def path(self, blob_id: str) -> Path:
-        return self.root / blob_id[:2] / blob_id
+        if ".." in blob_id.split("/") or blob_id.startswith("/"):
+            raise ValueError(f"not a blob id: {blob_id!r}")
+        return self.root / blob_id
 
     def sink(self, blob_id: str) -> FileSink:
         return FileSink(self.path(blob_id))
@@ -111,7 +113,11 @@ class FileBlobStore:
         return self.path(blob_id).resolve().as_uri()
 
     def delete(self, blob_id: str) -> None:
-        self.path(blob_id).unlink(missing_ok=True)
+        path = self.path(blob_id)
+        path.unlink(missing_ok=True)
+        if path.parent != self.root:
+            with contextlib.suppress(OSError):  # the session's folder, once it is empty
+                path.parent.rmdir()
 
     def delete_all(self, blob_ids: list[str]) -> None:
         for blob_id in blob_ids:
@@ -119,7 +125,7 @@ class FileBlobStore:
                 self.delete(blob_id)
 
     def list_ids(self) -> list[str]:
-        return [f.name for sub in self.root.iterdir() if sub.is_dir() for f in sub.iterdir()]
+        return [f.relative_to(self.root).as_posix() for f in self.root.rglob("*") if f.is_file()]
 
     def delete_orphans(self, candidates: list[str], grace: float) -> int:
         """Delete the candidate blobs not modified within `grace` seconds; return how many went."""

@@ -1,9 +1,10 @@
 """The BlobStore on an S3-compatible object store, shared by every replica (`--blobs s3://bucket/prefix?...`).
 
-Object layout: `<prefix>/blobs/<blob id>`. A blob is uploaded as a multipart upload whose parts are the transfer's
-batches, streamed as they arrive (no temporary file, memory bounded by the transfer's ring of batches); parts go
-up side by side (a part's number fixes its place, not the order it arrives in). Nothing is visible under the key
-until the upload completes; an aborted upload leaves nothing.
+Object layout: `<prefix>/blobs/<update session id>/<uuid>` (blob ids are "<session id>/<uuid>": a session's staged
+objects share its prefix; `complete` points the item at them, nothing is copied). A blob is uploaded as a multipart
+upload whose parts are the transfer's batches, streamed as they arrive (no temporary file, memory bounded by the
+transfer's ring of batches); parts go up side by side (a part's number fixes its place, not the order it arrives
+in). Nothing is visible under the key until the upload completes; an aborted upload leaves nothing.
 
 The client is boto3, called from worker threads like every other blocking stage of the data plane: request signing
 (a SHA-256 of each part over plain HTTP) then costs CPU there, not in the event loop that serves the API.
