@@ -59,10 +59,6 @@ class Operation:
         """The JSON-object body of an operation whose inputs are `field`/`dispatch` members."""
         return _fields_type(self)
 
-    @property
-    def body_param(self) -> Param | None:
-        return next((p for p in self.params if p.kind == "body"), None)
-
 
 _fields_cache: dict[tuple[str, str], type[msgspec.Struct] | None] = {}
 
