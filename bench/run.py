@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
-"""contentlib benchmark: machine limits, upload, API GET rate, cycle rate, OVA vs plain upload, REST vs JSON-RPC.
+"""contentlib benchmark: machine limits, upload, API GET rate, cycle rate, OVA vs plain upload, REST vs JSON-RPC,
+PostgreSQL + S3 next to SQLite + disk.
 
 Starts its own `python -m contentlib serve --http` on a free loopback port with a temporary data dir,
-measures, prints Markdown tables next to the targets of issue 2 and the vcsim reference figures, writes
+measures, prints Markdown tables next to the targets of issues 2-5 and the vcsim reference figures, writes
 them to bench/results/latest.md (bench/results/quick.md with --quick), and deletes the data dir.
 
-    .venv/bin/python bench/run.py [--runs N] [--no-10g] [--no-ova] [--quick] [--dir PARENT] [--out FILE]
+    .venv/bin/python bench/run.py [--runs N] [--no-10g] [--no-ova] [--no-scaleout] [--quick] [--dir PARENT]
+                                  [--out FILE] [--pg URL] [--s3 URL]
 
-Needs curl and wrk (wrk is installed with `apt-get install -y wrk` when missing and running as root).
+Needs curl and wrk (wrk is installed with `apt-get install -y wrk` when missing and running as root). Section 7
+needs PostgreSQL and an S3 server: the local ones are started with scripts/ensure-postgres.sh and
+scripts/ensure-seaweedfs.sh when they are not running (and stopped again afterwards).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +74,19 @@ VCSIM_CYCLE = (
 )
 
 
+# Issue 5 (scale-out): PostgreSQL + S3.
+TARGET_S3_RATIO = 0.70  # contentlib's upload to S3 >= 70% of a stock client's plain PUT of the same object
+TARGET_PG_GETS = 5_000.0  # per replica on PostgreSQL
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432"  # scripts/ensure-postgres.sh
+DEFAULT_S3 = "http://127.0.0.1:8333"  # scripts/ensure-seaweedfs.sh (credentials ci/cisecret)
+S3_BUCKET = "contentlib-bench"
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "ci"),
+    "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "cisecret"),
+    "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+}
+
+
 class BenchError(Exception):
     pass
 
@@ -84,6 +101,9 @@ class Config:
     quick: bool
     big: bool
     ova: bool
+    scaleout: bool
+    pg_url: str
+    s3_endpoint: str
     hash_bytes: int
     disk_bytes: int
     loop_bytes: int
@@ -101,6 +121,21 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--runs", type=int, default=None, help="runs per measurement, median reported (default 3)")
     p.add_argument("--no-10g", action="store_true", help="skip the 10 GiB peak-RSS upload")
     p.add_argument("--no-ova", action="store_true", help="skip the OVA vs plain upload comparison")
+    p.add_argument("--no-scaleout", action="store_true", help="skip PostgreSQL + S3 next to SQLite + disk")
+    p.add_argument(
+        "--pg",
+        default=DEFAULT_PG,
+        metavar="URL",
+        help="PostgreSQL server for section 7, postgresql://user@host:port (a user that may create databases); "
+        f"default {DEFAULT_PG}, started with scripts/ensure-postgres.sh when it is not running",
+    )
+    p.add_argument(
+        "--s3",
+        default=DEFAULT_S3,
+        metavar="URL",
+        help=f"S3 endpoint for section 7 (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, else ci/cisecret); "
+        f"default {DEFAULT_S3}, started with scripts/ensure-seaweedfs.sh when it is not running",
+    )
     p.add_argument("--quick", action="store_true", help="small sizes and short runs: a smoke test in seconds")
     p.add_argument("--dir", type=Path, default=None, help="parent of the temporary data dir (default: /tmp)")
     p.add_argument("--out", type=Path, default=None, help="Markdown output (default bench/results/latest.md)")
@@ -114,6 +149,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
             quick=True,
             big=not a.no_10g,
             ova=not a.no_ova,
+            scaleout=not a.no_scaleout,
+            pg_url=a.pg.rstrip("/"),
+            s3_endpoint=a.s3.rstrip("/"),
             hash_bytes=64 * MiB,
             disk_bytes=64 * MiB,
             loop_bytes=256 * MiB,
@@ -130,6 +168,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
         quick=False,
         big=not a.no_10g,
         ova=not a.no_ova,
+        scaleout=not a.no_scaleout,
+        pg_url=a.pg.rstrip("/"),
+        s3_endpoint=a.s3.rstrip("/"),
         hash_bytes=GiB,
         disk_bytes=GiB,
         loop_bytes=2 * GiB,
@@ -262,6 +303,58 @@ class Meter:
         return self
 
 
+PidSource = Callable[[], list[int]]
+
+
+def pids_named(*names: str) -> list[int]:
+    """Processes whose /proc/PID/comm is one of `names` ("weed", "postgres": PostgreSQL's backends keep that comm)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                comm = Path(f"/proc/{d}/comm").read_text().strip()
+            except OSError:
+                continue
+            if comm in names:
+                out.append(int(d))
+    return out
+
+
+def proc_cpu(pid: int) -> float | None:
+    f = _stat_fields(pid)
+    return None if f is None else (int(f[11]) + int(f[12])) / CLK_TCK
+
+
+class CpuMeter:
+    """Like Meter, for named groups of processes (contentlib replicas, the S3 server, PostgreSQL): CPU seconds
+    of each group, of this client (+ its waited-for children) and of everything else on the machine. A group's
+    processes are looked up at the start and at the end: one that started in between counts from zero."""
+
+    def __init__(self, groups: dict[str, PidSource]) -> None:
+        self.groups = groups
+        self.cpu: dict[str, float] = {}
+        self.wall = self.client = self.other = 0.0
+        self._start = {name: self._snapshot(source) for name, source in groups.items()}
+        self._cli0, self._mach0 = client_cpu(), machine_busy()
+        self._t0 = time.perf_counter()
+
+    @staticmethod
+    def _snapshot(source: PidSource) -> dict[int, float]:
+        return {p: c for p in source() if (c := proc_cpu(p)) is not None}
+
+    def stop(self) -> CpuMeter:
+        self.wall = time.perf_counter() - self._t0
+        for name, source in self.groups.items():
+            before = self._start[name]
+            self.cpu[name] = sum(c - before.get(p, 0.0) for p, c in self._snapshot(source).items())
+        self.client = client_cpu() - self._cli0
+        self.other = machine_busy() - self._mach0 - sum(self.cpu.values()) - self.client
+        return self
+
+    def cores(self, name: str) -> float:
+        return self.cpu.get(name, 0.0) / self.wall if self.wall else 0.0
+
+
 # --------------------------------------------------------------------------------------------------------
 # statistics and formatting
 
@@ -372,10 +465,19 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        password: str | None = None,
+    ) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
         self.data_dir = workdir / "data"
         self.log_path = workdir / "server.log"
-        self.password = "Bench-" + secrets.token_urlsafe(12)
+        self.args = list(args or [])  # extra `serve` flags (--database, --blobs)
+        self.env = dict(env or {})
+        self.password = password or "Bench-" + secrets.token_urlsafe(12)
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -387,10 +489,11 @@ class Server:
 
     def start(self, timeout: float = 60.0) -> None:
         env = dict(os.environ)
+        env.update(self.env)
         env["CONTENTLIB_ADMIN_PASSWORD"] = self.password
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
         cmd = [sys.executable, "-m", "contentlib", "serve", "--http", "--listen", f"127.0.0.1:{self.port}"]
-        cmd += ["--data-dir", str(self.data_dir)]
+        cmd += ["--data-dir", str(self.data_dir), *self.args]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True
@@ -568,9 +671,12 @@ class UploadResult:
     idle_rss: int
     sha1_ok: bool
     note: str = ""
+    cpu: CpuMeter | None = None  # around the PUT, when upload_once was given process groups
 
 
-def upload_once(srv: Server, api: Api, lib: str, src: Source, work: Path) -> UploadResult:
+def upload_once(
+    srv: Server, api: Api, lib: str, src: Source, work: Path, groups: dict[str, PidSource] | None = None
+) -> UploadResult:
     """create item+session, add with declared size and SHA256, curl PUT, check READY, complete, check SHA1."""
     item = api.create_item(lib)
     try:
@@ -579,9 +685,12 @@ def upload_once(srv: Server, api: Api, lib: str, src: Source, work: Path) -> Upl
         uri = api.add_file(sid, name, src.size, "SHA256", src.sha256)
         idle = rss_bytes(srv.pid)
         with RssSampler(srv.pid) as rss:
+            gm = CpuMeter(groups) if groups is not None else None
             m = Meter(srv.pid)
             status, secs, sent = curl_put(src, uri, work / "curl-resp.txt")
             m.stop()
+            if gm is not None:
+                gm.stop()
         body = (work / "curl-resp.txt").read_text(errors="replace")[:500]
         if status != 200 or sent != src.size:
             raise BenchError(f"upload answered {status} after {sent} of {src.size} bytes: {body}")
@@ -602,6 +711,7 @@ def upload_once(srv: Server, api: Api, lib: str, src: Source, work: Path) -> Upl
             idle_rss=idle,
             sha1_ok=ok,
             note="" if ok else f"item has {got}, expected SHA1:{src.sha1}",
+            cpu=gm,
         )
     finally:
         api.delete_item(item)
@@ -1442,6 +1552,540 @@ def bench_jsonrpc(cfg: Config, srv: Server, api: Api, lib: str, work: Path, rep:
         rep.failed.append("JSON-RPC cost")
 
 
+# --------------------------------------------------------------------------------------------------------
+# 7. PostgreSQL + S3 next to SQLite + disk (issue 5)
+
+SCRIPTS = REPO / "scripts"
+UPLOAD_KINDS = ("disk", "s3", "upload_file", "put_object")
+STOCK_KINDS = ("upload_file", "put_object")
+
+
+@dataclass
+class Services:
+    """What section 7 started itself (and stops again afterwards), like scripts/with-services.sh."""
+
+    started_pg: bool = False
+    started_s3: bool = False
+    pg_version: str = "?"
+    s3_server: str = "?"
+
+
+def run_script(*args: str) -> None:
+    cmd = ["bash", str(SCRIPTS / args[0]), *args[1:]]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO)
+    except subprocess.TimeoutExpired as e:
+        raise BenchError(f"scripts/{' '.join(args)} did not finish in {e.timeout:.0f} s") from e
+    if r.returncode != 0:
+        tail = (r.stderr + r.stdout).strip()[-2000:]
+        raise BenchError(f"scripts/{' '.join(args)} failed with exit status {r.returncode}: {tail}")
+
+
+def pg_isready() -> bool:
+    cmd = ["pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432"]
+    with contextlib.suppress(OSError):
+        return subprocess.run(cmd, capture_output=True).returncode == 0
+    return False
+
+
+def s3_answers(endpoint: str) -> bool:
+    try:
+        requests.get(endpoint + "/", timeout=2)
+        return True
+    except requests.RequestException:
+        return False
+
+
+def pg_admin(server_url: str, sql: str) -> str:
+    """Run one statement on the `postgres` database of the server; the first column of the first row, if any."""
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> str:
+        conn = await asyncpg.connect(f"{server_url}/postgres", timeout=15)
+        try:
+            return str(await conn.fetchval(sql))
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def s3_client(endpoint: str) -> Any:
+    """A boto3 S3 client with the stock configuration (path-style addressing: the endpoint is an IP address)."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=S3_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=S3_ENV["AWS_SECRET_ACCESS_KEY"],
+        region_name=S3_ENV["AWS_DEFAULT_REGION"],
+        config=BotoConfig(s3={"addressing_style": "path"}),
+    )
+
+
+def s3_probe(s3: Any, endpoint: str) -> None:
+    """The bucket exists (made if missing) and a small object can be written, read back and deleted."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    key = f"probe-{uuid.uuid4().hex[:12]}"
+    data = os.urandom(4 * KiB)
+    try:
+        try:
+            s3.head_bucket(Bucket=S3_BUCKET)
+        except ClientError:
+            s3.create_bucket(Bucket=S3_BUCKET)
+        s3.put_object(Bucket=S3_BUCKET, Key=key, Body=data)
+        back = s3.get_object(Bucket=S3_BUCKET, Key=key)["Body"].read()
+        s3.delete_object(Bucket=S3_BUCKET, Key=key)
+    except (BotoCoreError, ClientError) as e:
+        raise BenchError(f"the S3 server at {endpoint} answers but does not work: {type(e).__name__}: {e}") from e
+    if back != data:
+        raise BenchError(f"the S3 server at {endpoint} returned other bytes than were written")
+
+
+def ensure_services(cfg: Config, svc: Services) -> Any:
+    """PostgreSQL and the S3 server are up and work (the local ones are started with scripts/ensure-*.sh when
+    they are not running); the S3 client. Raises BenchError when either cannot be had."""
+    if cfg.pg_url == DEFAULT_PG:
+        svc.started_pg = not pg_isready()
+        run_script("ensure-postgres.sh")
+    if cfg.s3_endpoint == DEFAULT_S3:
+        svc.started_s3 = not s3_answers(cfg.s3_endpoint)
+        run_script("ensure-seaweedfs.sh")
+    try:
+        svc.pg_version = pg_admin(cfg.pg_url, "SHOW server_version").split()[0]
+    except Exception as e:
+        raise BenchError(f"PostgreSQL at {cfg.pg_url} does not work: {type(e).__name__}: {e}") from e
+    if not s3_answers(cfg.s3_endpoint):
+        raise BenchError(f"nothing answers at the S3 endpoint {cfg.s3_endpoint}")
+    weed = shutil.which("weed") or str(REPO / ".venv" / "bin" / "weed")
+    if pids_named("weed") and os.access(weed, os.X_OK):
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):  # "version 8000GB 4.48 pypi linux amd64"
+            words = subprocess.run([weed, "version"], capture_output=True, text=True, timeout=10).stdout.split()
+            svc.s3_server = "SeaweedFS " + next((w for w in words if re.fullmatch(r"\d+(\.\d+)+", w)), "?")
+    else:
+        svc.s3_server = requests.get(cfg.s3_endpoint + "/", timeout=5).headers.get("Server", "S3 server")
+    s3 = s3_client(cfg.s3_endpoint)
+    s3_probe(s3, cfg.s3_endpoint)
+    return s3
+
+
+def stop_services(svc: Services) -> list[str]:
+    notes = []
+    if svc.started_s3:
+        with contextlib.suppress(BenchError):
+            run_script("ensure-seaweedfs.sh", "stop")
+            notes.append("SeaweedFS stopped again (this run started it)")
+    if svc.started_pg:
+        stop = 'pg_ctlcluster "$(ls /etc/postgresql | sort -V | tail -1)" main stop'
+        if subprocess.run(["bash", "-c", stop], capture_output=True).returncode == 0:
+            notes.append("PostgreSQL stopped again (this run started it)")
+    return notes
+
+
+def empty_prefix(s3: Any, prefix: str) -> int:
+    """Delete every object and abort every multipart upload under `prefix/` in the bench bucket; objects deleted.
+    Raises BenchError when something is left."""
+    deleted = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=S3_BUCKET, Prefix=prefix + "/"):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            s3.delete_objects(Bucket=S3_BUCKET, Delete={"Objects": keys, "Quiet": True})
+            deleted += len(keys)
+    for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=S3_BUCKET, Prefix=prefix + "/"):
+        for up in page.get("Uploads", []):
+            s3.abort_multipart_upload(Bucket=S3_BUCKET, Key=up["Key"], UploadId=up["UploadId"])
+    left = s3.list_objects_v2(Bucket=S3_BUCKET, Prefix=prefix + "/").get("KeyCount", 0)
+    if left:
+        raise BenchError(f"{left} objects are left under s3://{S3_BUCKET}/{prefix}/")
+    return deleted
+
+
+@dataclass
+class PathRun:
+    """One upload of the source along one path (contentlib on either backend, or a stock client straight to S3)."""
+
+    kind: str
+    mbps: float
+    cpu: CpuMeter
+    ok: bool
+    note: str = ""
+    peak_rss: int = 0  # of the contentlib server, for uploads through it
+
+    def per_gib(self, group: str, size: int) -> float:
+        return self.cpu.cpu.get(group, 0.0) / (size / GiB)
+
+
+def stock_upload(s3: Any, kind: str, src: Source, key: str, groups: dict[str, PidSource]) -> PathRun:
+    """boto3 `upload_file` (its default TransferConfig) or `put_object` of an open file; the object's size checked."""
+    m = CpuMeter(groups)
+    t = time.perf_counter()
+    if kind == "upload_file":
+        s3.upload_file(str(src.path), S3_BUCKET, key)
+    else:
+        with open(src.path, "rb") as f:
+            s3.put_object(Bucket=S3_BUCKET, Key=key, Body=f)
+    secs = time.perf_counter() - t
+    m.stop()
+    try:
+        size = int(s3.head_object(Bucket=S3_BUCKET, Key=key)["ContentLength"])
+    finally:
+        s3.delete_object(Bucket=S3_BUCKET, Key=key)
+    ok = size == src.size
+    return PathRun(kind, src.size / secs / 1e6, m, ok, "" if ok else f"object has {size} bytes, not {src.size}")
+
+
+def wrk_together(
+    wrk: str, urls: list[str], session_id: str, secs: int, groups: dict[str, PidSource]
+) -> tuple[list[WrkResult], CpuMeter]:
+    """One `wrk -t1 -c50` per URL, all at the same time."""
+    with ThreadPoolExecutor(len(urls)) as ex:
+        m = CpuMeter(groups)
+        futures = [ex.submit(run_wrk, wrk, u, session_id, secs) for u in urls]
+        results = [f.result() for f in futures]
+    m.stop()  # after the wrk processes were waited for: their CPU counts as client
+    return results, m
+
+
+@dataclass
+class GetRun:
+    results: list[WrkResult]
+    cpu: CpuMeter
+
+    @property
+    def rps(self) -> float:
+        return sum(r.rps for r in self.results)
+
+
+def bench_scaleout(
+    cfg: Config, base: Server, base_api: Api, base_lib: str, src: Source, work: Path, rep: Report
+) -> None:
+    wrk = ensure_wrk()
+    if wrk is None:
+        raise BenchError("wrk is not installed and could not be installed")
+    svc = Services()
+    db_name = f"bench_{uuid.uuid4().hex[:12]}"
+    db_url = f"{cfg.pg_url}/{db_name}"
+    prefix = f"bench-{uuid.uuid4().hex[:12]}"
+    blobs = f"s3://{S3_BUCKET}/{prefix}?endpoint={cfg.s3_endpoint}"
+    replicas: list[Server] = []
+    s3: Any = None
+    db_made = False
+    cleanup: list[str] = []
+    upload_runs: dict[str, list[PathRun]] = {k: [] for k in UPLOAD_KINDS}
+    orders: list[list[str]] = []
+    single: dict[str, list[GetRun]] = {"disk": [], "pg": []}
+    pair: list[GetRun] = []
+    get_errors: list[str] = []
+    finished = False
+    try:
+        print("... starting PostgreSQL and the S3 server if needed", file=sys.stderr, flush=True)
+        s3 = ensure_services(cfg, svc)
+        pg_admin(cfg.pg_url, f'CREATE DATABASE "{db_name}"')
+        db_made = True
+        args = ["--database", db_url, "--blobs", blobs]
+        r1 = Server(work / "replica1", args, S3_ENV)
+        replicas.append(r1)
+        r1.start()
+        api1 = Api(r1.base, r1.password)
+        lib1 = api1.create_library()
+        servers = [base, *replicas]  # replica 2 joins it later
+        groups: dict[str, PidSource] = {
+            "contentlib": lambda: [p for s in servers if s.proc is not None for p in proc_tree(s.pid)],
+            "S3 server": lambda: pids_named("weed"),
+            "PostgreSQL": lambda: pg_backends(db_name),
+        }
+
+        # (a) one upload of the source along each path per round; the order rotates from round to round
+        def upload(kind: str, tag: str) -> PathRun:
+            if kind in STOCK_KINDS:
+                return stock_upload(s3, kind, src, f"{prefix}/stock/{kind}-{tag}", groups)
+            srv, api, lib = (base, base_api, base_lib) if kind == "disk" else (r1, api1, lib1)
+            r = upload_once(srv, api, lib, src, work, groups)
+            assert r.cpu is not None
+            return PathRun(kind, r.mbps, r.cpu, r.sha1_ok, r.note, r.peak_rss)
+
+        print(f"... uploads: {human(src.size)} along 4 paths", file=sys.stderr, flush=True)
+        if cfg.warmup:
+            for kind in UPLOAD_KINDS:
+                upload(kind, "warmup")
+        for i in range(cfg.runs):
+            order = list(UPLOAD_KINDS[i % 4 :] + UPLOAD_KINDS[: i % 4])
+            orders.append(order)
+            for kind in order:
+                upload_runs[kind].append(upload(kind, str(i)))
+
+        # (b) GET rate of one process: the SQLite server and replica 1, interleaved
+        print("... GET rate, one process each", file=sys.stderr, flush=True)
+        url_disk = f"{base.base}{US}/{base_api.create_session(base_api.create_item(base_lib))}"
+        sid1 = api1.create_session(api1.create_item(lib1))
+        url1 = f"{r1.base}{US}/{sid1}"
+        base_api.call("GET", url_disk, 200)
+        api1.call("GET", url1, 200)
+        targets = {"disk": (url_disk, base_api.session_id), "pg": (url1, api1.session_id)}
+        if cfg.warmup:
+            for url, session in targets.values():
+                run_wrk(wrk, url, session, 1)
+        for i in range(cfg.runs):
+            for name in ("disk", "pg") if i % 2 == 0 else ("pg", "disk"):
+                url, session = targets[name]
+                res, m = wrk_together(wrk, [url], session, cfg.wrk_secs, groups)
+                single[name].append(GetRun(res, m))
+
+        # (c) a second replica on the same database and bucket prefix; the same API session and update session
+        # through both, wrk against each at the same time
+        print("... GET rate, 2 replicas at once", file=sys.stderr, flush=True)
+        r2 = Server(work / "replica2", args, S3_ENV, password=r1.password)
+        replicas.append(r2)
+        r2.start()
+        servers.append(r2)
+        url2 = f"{r2.base}{US}/{sid1}"
+        api1.call("GET", url2, 200)  # replica 2 knows replica 1's API session and update session
+        if cfg.warmup:
+            run_wrk(wrk, url2, api1.session_id, 1)
+        for _ in range(cfg.runs):
+            res, m = wrk_together(wrk, [url1, url2], api1.session_id, cfg.wrk_secs, groups)
+            pair.append(GetRun(res, m))
+        for label, runs in (("SQLite", single["disk"]), ("PostgreSQL", single["pg"]), ("2 replicas", pair)):
+            for g in runs:
+                get_errors += [f"{label}: {r.errors}" for r in g.results if r.errors]
+        finished = True
+    finally:
+        for srv in reversed(replicas):
+            if srv.proc is not None and srv.proc.poll() is not None:
+                cleanup.append(f"replica on port {srv.port} had exited ({srv.proc.returncode}): {srv.log()[-1500:]}")
+            srv.stop()
+        if db_made:
+            try:
+                pg_admin(cfg.pg_url, f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+                cleanup.append(f"database `{db_name}` dropped")
+            except Exception as e:
+                cleanup.append(f"**could not drop database `{db_name}`**: {type(e).__name__}: {e}")
+                rep.failed.append("scale-out cleanup")
+        if s3 is not None:
+            try:
+                n = empty_prefix(s3, prefix)
+                cleanup.append(f"prefix `{prefix}/` emptied ({n} objects were left there and deleted)")
+            except Exception as e:
+                cleanup.append(f"**could not empty `{prefix}/`**: {type(e).__name__}: {e}")
+                rep.failed.append("scale-out cleanup")
+        cleanup += stop_services(svc)
+        print("... section 7 cleanup: " + "; ".join(cleanup), file=sys.stderr, flush=True)
+        if not finished and cleanup:
+            rep.add("Section 7 stopped by the error below; cleanup: " + "; ".join(cleanup) + ".")
+
+    rep.add(scaleout_report(cfg, svc, src, db_name, blobs, upload_runs, orders, single, pair, get_errors, cleanup))
+    bad = [r for k in UPLOAD_KINDS for r in upload_runs[k] if not r.ok]
+    if bad:
+        rep.failed.append("scale-out upload check")
+    if get_errors:
+        rep.failed.append("scale-out wrk errors")
+
+
+def pg_backends(db_name: str) -> list[int]:
+    """PostgreSQL backends serving `db_name` (their command line names the database)."""
+    out = []
+    for pid in pids_named("postgres"):
+        with contextlib.suppress(OSError):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if f" {db_name} " in argv:
+                out.append(pid)
+    return out
+
+
+def scaleout_report(
+    cfg: Config,
+    svc: Services,
+    src: Source,
+    db_name: str,
+    blobs: str,
+    upload_runs: dict[str, list[PathRun]],
+    orders: list[list[str]],
+    single: dict[str, list[GetRun]],
+    pair: list[GetRun],
+    get_errors: list[str],
+    cleanup: list[str],
+) -> str:
+    import boto3
+    from boto3.s3.transfer import TransferConfig
+
+    tc = TransferConfig()
+    size = human(src.size)
+    n = cfg.runs
+    labels = {
+        "disk": "contentlib, SQLite + disk (default server): `curl -T`, SHA256 declared",
+        "s3": "contentlib, PostgreSQL + S3 (replica 1): the same",
+        "upload_file": f"boto3 `upload_file` straight to the S3 server (default TransferConfig: "
+        f"{tc.multipart_chunksize // MiB} MiB parts, {tc.max_request_concurrency} threads)",
+        "put_object": "boto3 `put_object(Body=open file)` straight to the S3 server (one PUT)",
+    }
+    short = {"disk": "SQLite+disk", "s3": "PG+S3", "upload_file": "upload_file", "put_object": "put_object"}
+    mbps = {k: Stat([r.mbps for r in runs]) for k, runs in upload_runs.items()}
+    up_rows = []
+    for kind in UPLOAD_KINDS:
+        runs = upload_runs[kind]
+        ok = sum(r.ok for r in runs)
+        what = "item SHA1" if kind in ("disk", "s3") else "object size"
+        up_rows.append(
+            [
+                labels[kind],
+                mbps[kind].fmt(" MB/s"),
+                Stat([r.per_gib("contentlib", src.size) for r in runs]).fmt("", 2) if kind in ("disk", "s3") else "-",
+                Stat([r.per_gib("S3 server", src.size) for r in runs]).fmt("", 2) if kind != "disk" else "-",
+                Stat([r.cpu.client / (src.size / GiB) for r in runs]).fmt("", 2),
+                Stat([r.cpu.other / r.cpu.wall for r in runs]).fmt("", 2),
+                Stat([r.peak_rss / 1e6 for r in runs]).fmt(" MB") if kind in ("disk", "s3") else "-",
+                f"{what} {ok}/{len(runs)} OK" + "".join(f"; {r.note}" for r in runs if r.note),
+            ]
+        )
+    round_rows = []
+    for i, order in enumerate(orders):
+        rr = {k: upload_runs[k][i] for k in UPLOAD_KINDS}
+        best_stock = max(rr["upload_file"].mbps, rr["put_object"].mbps)
+        round_rows.append(
+            [
+                str(i + 1),
+                ", ".join(short[k] for k in order),
+                *(f"{rr[k].mbps:.0f}" for k in UPLOAD_KINDS),
+                f"{rr['s3'].mbps / best_stock:.2f}",
+                " / ".join(f"{rr[k].cpu.other / rr[k].cpu.wall:.2f}" for k in UPLOAD_KINDS),
+            ]
+        )
+    best_kind = max(STOCK_KINDS, key=lambda k: mbps[k].med)
+    ratio = mbps["s3"].med / mbps[best_kind].med
+    s3_ok = sum(r.ok for r in upload_runs["s3"])
+
+    wrk_cmd = f"wrk -t1 -c50 -d{cfg.wrk_secs}s"
+
+    def get_row(label: str, runs: list[GetRun]) -> list[str]:
+        first = runs[0].results
+        each = ""
+        if len(first) > 1:
+            per = [Stat([g.results[j].rps for g in runs]).med for j in range(len(first))]
+            each = " (" + " + ".join(f"{v:,.0f}" for v in per) + ")"
+        p50 = statistics.median(statistics.mean(r.p50 for r in g.results) for g in runs)
+        p99 = statistics.median(max(r.p99 for r in g.results) for g in runs)
+        return [
+            label,
+            Stat([g.rps for g in runs]).fmt(" GET/s") + each,
+            f"{p50:.2f} / {p99:.2f}",
+            Stat([g.cpu.cores("contentlib") for g in runs]).fmt("", 2),
+            Stat([g.cpu.cores("PostgreSQL") for g in runs]).fmt("", 2),
+            Stat([g.cpu.client / g.cpu.wall for g in runs]).fmt("", 2),
+            Stat([g.cpu.other / g.cpu.wall for g in runs]).fmt("", 2),
+        ]
+
+    get_rows = [
+        get_row("SQLite + disk, the default server (1 process)", single["disk"]),
+        get_row("PostgreSQL + S3, replica 1 alone", single["pg"]),
+        get_row("PostgreSQL + S3, replicas 1 and 2 at once (sum; each)", pair),
+    ]
+    pg_rps = Stat([g.rps for g in single["pg"]])
+    disk_rps = Stat([g.rps for g in single["disk"]])
+    pair_rps = Stat([g.rps for g in pair])
+    targets = [
+        [
+            f"contentlib upload to S3 / the stock client's best (boto3 `{best_kind}`), ratio of the medians",
+            f"{ratio:.2f} ({mbps['s3'].med:,.0f} vs {mbps[best_kind].med:,.0f} MB/s)",
+            f">= {TARGET_S3_RATIO:.2f}",
+            verdict(ratio >= TARGET_S3_RATIO),
+        ],
+        [
+            "... contentlib upload, PostgreSQL + S3 / SQLite + disk",
+            f"{mbps['s3'].med / mbps['disk'].med:.2f}",
+            "-",
+            "-",
+        ],
+        [
+            "item file SHA1 after an upload through PostgreSQL + S3 equals the source's",
+            f"{s3_ok}/{n} match",
+            "all match",
+            verdict(s3_ok == n),
+        ],
+        [
+            "API GET rate per replica on PostgreSQL",
+            pg_rps.fmt(" GET/s") + f" (SQLite + disk: {disk_rps.fmt(' GET/s')})",
+            f">= {TARGET_PG_GETS:,.0f}",
+            verdict(pg_rps.med >= TARGET_PG_GETS),
+        ],
+        [
+            "aggregate GET rate of 2 replicas on one database",
+            pair_rps.fmt(" GET/s") + f" ({pair_rps.med / pg_rps.med:.2f}x one replica)",
+            "reported",
+            "-",
+        ],
+    ]
+    if get_errors:
+        targets.append(["wrk errors", "; ".join(get_errors), "none", verdict(False)])
+    host = cfg.pg_url.split("@")[-1]
+    return (
+        "## 7. PostgreSQL + S3 next to SQLite + disk (issue 5)\n\n"
+        f"contentlib with `--database postgresql://.../{db_name}` (PostgreSQL {svc.pg_version} on {host}, a fresh "
+        f"database, dropped afterwards) and `--blobs {blobs}` ({svc.s3_server}, a fresh prefix, emptied "
+        "afterwards), next to the default server of sections 2-6 (SQLite + disk in its data dir). The stock "
+        f"client is boto3 {boto3.__version__} with its default configuration (path-style addressing), writing "
+        f"the same {size} file straight to the S3 server under the same prefix. All on this machine "
+        f"({os.cpu_count()} CPUs): the S3 server, PostgreSQL, curl and wrk share its cores with contentlib. "
+        f"{n} round{'s' if n > 1 else ''}"
+        + (" after one warm-up round" if cfg.warmup else "")
+        + "; in each round one upload along "
+        "each path, the order rotating from round to round. CPU columns: CPU-s per GiB uploaded of contentlib, "
+        "of the S3 server (all `weed` processes) and of the client (curl, or this Python process for boto3); "
+        "'other cores' = everything else on the machine (PostgreSQL included) during the upload.\n\n"
+        + table(
+            [
+                f"upload of one {size} file",
+                "rate",
+                "contentlib CPU-s/GiB",
+                "S3 server CPU-s/GiB",
+                "client CPU-s/GiB",
+                "other cores",
+                "contentlib peak RSS",
+                "check",
+            ],
+            up_rows,
+        )
+        + "\n\nPer round (MB/s):\n\n"
+        + table(
+            [
+                "round",
+                "order",
+                *(f"{short[k]}" for k in UPLOAD_KINDS),
+                "PG+S3 / best stock",
+                "other cores (" + " / ".join(short[k] for k in UPLOAD_KINDS) + ")",
+            ],
+            round_rows,
+        )
+        + f"\n\nAPI: `{wrk_cmd} --latency` on `GET {US}/{{id}}` with the session header; one process at a time "
+        f"({n} interleaved runs each"
+        + (", after a 1 s warm-up" if cfg.warmup else "")
+        + "), then a second replica on the same database and bucket prefix serving the same API session and "
+        "update session, with one wrk against each replica at the same time. PostgreSQL cores = the backends "
+        "serving the bench database; p99 of two replicas = the higher of the two.\n\n"
+        + table(
+            [
+                "setup",
+                "rate",
+                "p50 / p99 ms",
+                "contentlib cores",
+                "PostgreSQL cores",
+                "client cores (wrk)",
+                "other cores",
+            ],
+            get_rows,
+        )
+        + "\n\n"
+        + table(["metric", "measured", "target", "verdict"], targets)
+        + "\n\nCleanup: "
+        + "; ".join(cleanup)
+        + "."
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
     if shutil.which("curl") is None:
@@ -1474,6 +2118,9 @@ def main(argv: list[str] | None = None) -> int:
                 bench_ova(cfg, srv, api, lib, src, work, rep)
         with rep.section("REST vs JSON-RPC", srv):
             bench_jsonrpc(cfg, srv, api, lib, work, rep)
+        if cfg.scaleout:
+            with rep.section("PostgreSQL + S3", srv):
+                bench_scaleout(cfg, srv, api, lib, src, work, rep)
     except (BenchError, requests.RequestException) as e:
         rep.failed.append("setup")
         rep.add(f"**ERROR**: `{type(e).__name__}: {e}`")
