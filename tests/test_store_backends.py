@@ -1061,14 +1061,14 @@ class BlobBackend:
     missing: tuple[type[BaseException], ...]
 
 
-def fs_blob_backend(tmp_path: Path) -> BlobBackend:
+async def fs_blob_backend(tmp_path: Path) -> BlobBackend:
     return BlobBackend(FileBlobStore(tmp_path / "blobs"), (FileNotFoundError,))
 
 
 S3_ENDPOINT = os.environ.get("CONTENTLIB_TEST_S3", "http://127.0.0.1:8333")
 
 
-def s3_blob_backend(tmp_path: Path) -> BlobBackend:
+async def s3_blob_backend(tmp_path: Path) -> BlobBackend:
     """An S3BlobStore on a prefix of its own (SeaweedFS in CI: scripts/ensure-seaweedfs.sh starts it)."""
     from botocore.exceptions import ClientError, EndpointConnectionError
 
@@ -1081,27 +1081,42 @@ def s3_blob_backend(tmp_path: Path) -> BlobBackend:
     ):
         os.environ.setdefault(key, value)
     try:
-        store = S3BlobStore(f"s3://contentlib-test/store-{uuid.uuid4().hex[:12]}?endpoint={S3_ENDPOINT}")
+        store = await S3BlobStore.open(f"s3://contentlib-test/store-{uuid.uuid4().hex[:12]}?endpoint={S3_ENDPOINT}")
     except EndpointConnectionError as e:
         pytest.fail(f"S3 at {S3_ENDPOINT} is not reachable ({e}); run scripts/ensure-seaweedfs.sh")
     return BlobBackend(store, (ClientError,))
 
 
 # name -> factory: every BlobStore runs the same tests.
-BLOB_BACKENDS: dict[str, Callable[[Path], BlobBackend]] = {"fs": fs_blob_backend, "s3": s3_blob_backend}
+BLOB_BACKENDS: dict[str, Callable[[Path], Awaitable[BlobBackend]]] = {"fs": fs_blob_backend, "s3": s3_blob_backend}
 
 
 @pytest.fixture(params=sorted(BLOB_BACKENDS))
-def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> BlobBackend:
-    return BLOB_BACKENDS[request.param](tmp_path)
+def run_blobs(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Callable[[Callable[[BlobBackend], Awaitable[None]]], None]:
+    """Run an async test body against a freshly opened BlobStore, in one event loop (async clients are bound to
+    the loop that opened them)."""
+
+    def run(body: Callable[[BlobBackend], Awaitable[None]]) -> None:
+        async def main() -> None:
+            blobs = await BLOB_BACKENDS[request.param](tmp_path)
+            try:
+                await body(blobs)
+            finally:
+                await blobs.store.close()
+
+        asyncio.run(main())
+
+    return run
 
 
 def blob_id() -> str:
-    return uuid.uuid4().hex
+    return f"{uuid.uuid4().hex}/{uuid.uuid4().hex}"  # "<session id>/<uuid>", as the server makes them
 
 
-def read(store: BlobStore, bid: str, start: int = 0, end: int | None = None) -> bytes:
-    return b"".join(store.read(bid, start, end))
+async def read(store: BlobStore, bid: str, start: int = 0, end: int | None = None) -> bytes:
+    return b"".join([chunk async for chunk in store.read(bid, start, end)])
 
 
 async def write_blob(store: BlobStore, bid: str, data: bytes, chunk: int = 65_537) -> tuple[int, dict[str, str]]:
@@ -1114,69 +1129,69 @@ async def write_blob(store: BlobStore, bid: str, data: bytes, chunk: int = 65_53
 
 
 @pytest.mark.parametrize("size", [0, 1, 4096, 4097, BATCH + 4097])
-def test_blob_written_reads_back_exactly(blobs: BlobBackend, size: int) -> None:
-    data = os.urandom(size)
-    bid = blob_id()
-    got_size, digests = asyncio.run(write_blob(blobs.store, bid, data))
-    assert got_size == size
-    assert digests == {"sha1": hashlib.sha1(data).hexdigest(), "sha256": hashlib.sha256(data).hexdigest()}
-    assert blobs.store.size(bid) == size
-    assert read(blobs.store, bid) == data
-    assert read(blobs.store, bid, 1, 4097) == data[1:4097]
-    assert read(blobs.store, bid, size // 2) == data[size // 2 :]
-    assert blobs.store.list_ids() == [bid]
+def test_blob_written_reads_back_exactly(run_blobs: Callable[..., None], size: int) -> None:
+    async def body(blobs: BlobBackend) -> None:
+        data = os.urandom(size)
+        bid = blob_id()
+        got_size, digests = await write_blob(blobs.store, bid, data)
+        assert got_size == size
+        assert digests == {"sha1": hashlib.sha1(data).hexdigest(), "sha256": hashlib.sha256(data).hexdigest()}
+        assert await blobs.store.size(bid) == size
+        assert await read(blobs.store, bid) == data
+        assert await read(blobs.store, bid, 1, 4097) == data[1:4097]
+        assert await read(blobs.store, bid, size // 2) == data[size // 2 :]
+        assert await blobs.store.list_ids() == [bid]
+
+    run_blobs(body)
 
 
-def test_blob_abort_leaves_nothing(blobs: BlobBackend) -> None:
-    bid = blob_id()
-
-    async def abort() -> None:
+def test_blob_abort_leaves_nothing(run_blobs: Callable[..., None]) -> None:
+    async def body(blobs: BlobBackend) -> None:
+        bid = blob_id()
         receiver = Receiver(blobs.store.sink(bid), ["sha1"])
         await receiver.feed(os.urandom(BATCH + 10))  # one full batch is already on its way to the sink
         await receiver.abort()
+        assert bid not in await blobs.store.list_ids()
+        with pytest.raises(blobs.missing):
+            await blobs.store.size(bid)
+        with pytest.raises(blobs.missing):
+            await read(blobs.store, bid)
 
-    asyncio.run(abort())
-    assert bid not in blobs.store.list_ids()
-    with pytest.raises(blobs.missing):
-        blobs.store.size(bid)
-    with pytest.raises(blobs.missing):
-        read(blobs.store, bid)
+    run_blobs(body)
 
 
-def test_blob_list_ids_and_delete_all(blobs: BlobBackend) -> None:
-    assert blobs.store.list_ids() == []
-    ids = [blob_id() for _ in range(3)]
-
-    async def write_all() -> None:
+def test_blob_list_ids_and_delete_all(run_blobs: Callable[..., None]) -> None:
+    async def body(blobs: BlobBackend) -> None:
+        assert await blobs.store.list_ids() == []
+        ids = [blob_id() for _ in range(3)]
         for i, bid in enumerate(ids):
             await write_blob(blobs.store, bid, bytes([i]) * (i + 1))
+        assert sorted(await blobs.store.list_ids()) == sorted(ids)
+        await blobs.store.delete_all([ids[0], ids[1], blob_id()])  # an unknown id is no error
+        assert await blobs.store.list_ids() == [ids[2]]
+        assert await read(blobs.store, ids[2]) == b"\x02\x02\x02"
+        with pytest.raises(blobs.missing):
+            await read(blobs.store, ids[0])
+        await blobs.store.delete_all([ids[2]])
+        await blobs.store.delete_all([ids[2]])  # deleting twice is no error
+        assert await blobs.store.list_ids() == []
 
-    asyncio.run(write_all())
-    assert sorted(blobs.store.list_ids()) == sorted(ids)
-    blobs.store.delete_all([ids[0], ids[1], blob_id()])  # an unknown id is no error
-    assert blobs.store.list_ids() == [ids[2]]
-    assert read(blobs.store, ids[2]) == b"\x02\x02\x02"
-    with pytest.raises(blobs.missing):
-        read(blobs.store, ids[0])
-    blobs.store.delete_all([ids[2]])
-    blobs.store.delete_all([ids[2]])  # deleting twice is no error
-    assert blobs.store.list_ids() == []
+    run_blobs(body)
 
 
-def test_blob_delete_orphans_respects_the_grace_period(blobs: BlobBackend) -> None:
-    old, old_kept, young = blob_id(), blob_id(), blob_id()
-
-    async def write(*bids: str) -> None:
-        for bid in bids:
+def test_blob_delete_orphans_respects_the_grace_period(run_blobs: Callable[..., None]) -> None:
+    async def body(blobs: BlobBackend) -> None:
+        old, old_kept, young = blob_id(), blob_id(), blob_id()
+        for bid in (old, old_kept):
             await write_blob(blobs.store, bid, b"x" * 10)
+        await asyncio.sleep(1.6)
+        await write_blob(blobs.store, young, b"x" * 10)
+        # Candidates older than the grace period go; young ones and non-candidates stay; unknown ids don't count.
+        assert await blobs.store.delete_orphans([old, young, blob_id()], 1.0) == 1
+        assert sorted(await blobs.store.list_ids()) == sorted([old_kept, young])
+        assert await read(blobs.store, young) == b"x" * 10
+        # Without a grace period every candidate goes.
+        assert await blobs.store.delete_orphans([old_kept, young, old], 0) == 2
+        assert await blobs.store.list_ids() == []
 
-    asyncio.run(write(old, old_kept))
-    time.sleep(1.6)
-    asyncio.run(write(young))
-    # Candidates older than the grace period go; young ones and non-candidates stay; unknown ids are not counted.
-    assert blobs.store.delete_orphans([old, young, blob_id()], 1.0) == 1
-    assert sorted(blobs.store.list_ids()) == sorted([old_kept, young])
-    assert read(blobs.store, young) == b"x" * 10
-    # Without a grace period every candidate goes.
-    assert blobs.store.delete_orphans([old_kept, young, old], 0) == 2
-    assert blobs.store.list_ids() == []
+    run_blobs(body)

@@ -25,6 +25,7 @@ from contentlib.services.libraries import Libraries
 from contentlib.services.trusted_certificates import TrustedCertificates
 from contentlib.services.update_sessions import UpdateSessions
 from contentlib.storage import open_blobs, open_store
+from contentlib.storage.blobs import BlobStore
 from contentlib.storage.sql import SqlStore
 from contentlib.storage.sqlite import SQLiteStore
 from contentlib.transfer import run_blocking
@@ -36,11 +37,11 @@ _GC_GRACE = 60.0  # an unreferenced blob younger than this may belong to a reque
 
 
 class App:
-    def __init__(self, settings: Settings, store: SqlStore) -> None:
+    def __init__(self, settings: Settings, store: SqlStore, blobs: BlobStore) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = store
-        self.core = Core(settings, self.store, open_blobs(settings), replica_id(settings.data_dir))
+        self.core = Core(settings, self.store, blobs, replica_id(settings.data_dir))
         self.auth = Auth(self.core)
         self.libraries = Libraries(self.core)
         self.update_sessions = UpdateSessions(self.core, self.libraries)
@@ -95,6 +96,7 @@ class App:
         if self.update_sessions.http is not None:
             await self.update_sessions.http.close()
         await self.store.close()
+        await self.core.blobs.close()
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -123,11 +125,9 @@ class App:
         a request that died). The listing is taken before the references are read: a blob's row is always written
         before the blob itself, so a blob in the listing whose row exists is seen as referenced."""
         self._last_gc = time.time()
-        listing = await run_blocking(self.core.blobs.list_ids)
+        listing = await self.core.blobs.list_ids()
         referenced = await self.store.referenced_blobs()
-        removed: int = await run_blocking(
-            self.core.blobs.delete_orphans, [b for b in listing if b not in referenced], grace
-        )
+        removed = await self.core.blobs.delete_orphans([b for b in listing if b not in referenced], grace)
         if removed:
             log.info("removed %d orphaned blob(s)", removed)
         return removed
@@ -154,7 +154,7 @@ def replica_id(data_dir: Path) -> str:
 
 async def build(settings: Settings) -> web.Application:
     """The aiohttp application over the Store the settings name."""
-    return App(settings, await open_store(settings)).web_app()
+    return App(settings, await open_store(settings), await open_blobs(settings)).web_app()
 
 
 def run(settings: Settings, ssl_context: Any = None) -> None:

@@ -17,7 +17,10 @@ import os
 import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from contentlib.storage.blobs import Sink
 
 BATCH = 8 * 1024 * 1024
 RING = 3  # batch buffers per transfer: RING x BATCH of memory, flat whatever the size
@@ -33,19 +36,6 @@ def _lower_priority() -> None:
 _pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="transfer", initializer=_lower_priority)
 _free_buffers: list[mmap.mmap] = []
 _MAX_FREE_BUFFERS = 4
-
-
-class Sink(Protocol):
-    """Where a blob's bytes go; each method runs in a worker thread. `write` gets batch number `index` (0, 1, ...);
-    with `ordered`, one call at a time in that order, else side by side in any order. `commit` comes last."""
-
-    ordered: bool
-
-    def write(self, buf: memoryview, n: int, index: int) -> None: ...
-
-    def commit(self, size: int) -> None: ...
-
-    def abort(self) -> None: ...
 
 
 def _take_buffer() -> mmap.mmap:
@@ -64,9 +54,12 @@ def _hash(h: Any, buf: mmap.mmap, n: int) -> None:
         h.update(view)
 
 
-def _write(sink: Sink, buf: mmap.mmap, n: int, index: int) -> None:
+async def _write(previous: asyncio.Future[Any] | None, sink: Sink, buf: mmap.mmap, n: int, index: int) -> None:
+    """The write stage of one batch: after the previous batch's write when the sink wants order."""
+    if previous is not None:
+        await previous
     with memoryview(buf) as whole:
-        sink.write(whole, n, index)
+        await sink.write(whole, n, index)
 
 
 async def run_blocking(fn: Any, *args: Any) -> Any:
@@ -122,7 +115,7 @@ class Receiver:
             stages.append(stage)
         write = len(self.hashers)
         after = self.last[write] if self.sink.ordered else None
-        stage = loop.create_task(_after(after, _write, self.sink, buf, n, self.batches))
+        stage = loop.create_task(_write(after, self.sink, buf, n, self.batches))
         self.last[write] = stage
         stages.append(stage)
         self.batches += 1
@@ -136,7 +129,7 @@ class Receiver:
                 self._dispatch()
             for index in range(RING):
                 await self._wait(index)
-            await run_blocking(self.sink.commit, self.size)
+            await self.sink.commit(self.size)
         except BaseException:
             await self.abort()
             raise
@@ -150,7 +143,7 @@ class Receiver:
             await asyncio.gather(*(b for b in self.busy if b is not None), return_exceptions=True)
         finally:
             self.busy = [None] * RING
-            await run_blocking(self.sink.abort)
+            await self.sink.abort()
             self._release()
 
     def _release(self) -> None:

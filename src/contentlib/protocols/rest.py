@@ -20,7 +20,6 @@ from aiohttp import web
 from contentlib import errors
 from contentlib.operations import Operation
 from contentlib.services.core import Ctx
-from contentlib.transfer import run_blocking
 
 if TYPE_CHECKING:
     from contentlib.app import App
@@ -253,7 +252,7 @@ class RestApi:
                 request.match_info["token"], request.match_info["name"]
             )
             blobs = self.app.core.blobs
-            size: int = await run_blocking(blobs.size, blob_id)
+            size = await blobs.size(blob_id)
         except errors.ApiError as e:
             return error_response(e)
         except Exception:
@@ -273,8 +272,7 @@ class RestApi:
         response.content_length = end - start
         await response.prepare(request)
         if request.method != "HEAD":
-            chunks = blobs.read(blob_id, start, end)
-            while (chunk := await run_blocking(next, chunks, b"")) != b"":
+            async for chunk in blobs.read(blob_id, start, end):
                 await response.write(chunk)
         await response.write_eof()
         return response

@@ -16,7 +16,6 @@ from contentlib.config import Settings
 from contentlib.model import fmt_time
 from contentlib.storage.blobs import BlobStore
 from contentlib.storage.sql import SqlStore, dumps, loads
-from contentlib.transfer import run_blocking
 
 log = logging.getLogger("contentlib")
 
@@ -83,7 +82,7 @@ class Core:
         large file takes the filesystem a while, so it happens in a worker thread, never in the event loop."""
         unreferenced = [b for b in blob_ids if not await self.store.is_blob_referenced(b)]
         if unreferenced:
-            await run_blocking(self.blobs.delete_all, unreferenced)
+            await self.blobs.delete_all(unreferenced)
 
 
 def check_client_token(token: str | None) -> str | None:

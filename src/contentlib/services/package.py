@@ -16,7 +16,6 @@ from contentlib.services import ovf, preview
 from contentlib.services.core import Core, load_json
 from contentlib.storage.blobs import hash_blob
 from contentlib.storage.sql import Row, dumps
-from contentlib.transfer import run_blocking
 
 
 def parts(files: list[Row]) -> dict[str, Row]:
@@ -94,7 +93,7 @@ class Package:
         digests = load_json(row.get("digests")) or {}
         if algorithm in digests:
             return str(digests[algorithm])
-        digest = str(await run_blocking(hash_blob, self.core.blobs, row["blob_id"], algorithm))
+        digest = await hash_blob(self.core.blobs, row["blob_id"], algorithm)
         if "session_id" in row:
             digests[algorithm] = digest
             await self.store.update_session_file(row["session_id"], row["name"], {"digests": dumps(digests)})

@@ -559,7 +559,7 @@ class UpdateSessions(ItemSessions):
         if parse is None:
             return None
         limit = max(ovf.MAX_DESCRIPTOR, ovf.MAX_MANIFEST, ovf.MAX_CERT) + 1
-        data = await run_blocking(read_head, self.core.blobs, blob_id, limit)
+        data = await read_head(self.core.blobs, blob_id, limit)
         try:
             meta: dict[str, Any] = await run_blocking(parse, data)
         except ovf.PackageError as e:

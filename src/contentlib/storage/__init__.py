@@ -23,14 +23,14 @@ async def open_store(settings: Settings) -> SqlStore:
     return SQLiteStore(settings.db_path)
 
 
-def open_blobs(settings: Settings) -> BlobStore:
+async def open_blobs(settings: Settings) -> BlobStore:
     """The BlobStore the settings name: `--blobs s3://bucket/prefix?endpoint=...` or `file:///dir`, else the data
     dir's blobs/ folder."""
     url = settings.blobs
     if url and url.startswith("s3://"):
         from contentlib.storage.s3 import S3BlobStore
 
-        return S3BlobStore(url)
+        return await S3BlobStore.open(url)
     from contentlib.storage.fs import FileBlobStore
 
     if url:

@@ -3,28 +3,39 @@
 A blob is written once under a fresh id and never modified; whether anybody sees it is decided by the metadata
 alone (update-session rows point at staged blobs, `complete` moves the pointers into the item's rows in one
 transaction). So publishing copies nothing, and blobs nothing points at any more are deleted by the garbage
-collector. Every method blocks: callers run them in worker threads (`transfer.run_blocking`), never in the event
-loop.
+collector. Every method is a coroutine: the disk store runs its blocking calls in worker threads, the S3 store is
+an async client; neither blocks the event loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Protocol
 
-from contentlib.transfer import Sink
+
+class Sink(Protocol):
+    """Where one new blob's bytes go. `write` gets batch number `index` (0, 1, ...) and the first `n` bytes of
+    `buf`; with `ordered`, calls come one at a time in index order, else side by side in any order. `commit` comes
+    last and makes the blob visible; `abort` leaves nothing."""
+
+    ordered: bool
+
+    async def write(self, buf: memoryview, n: int, index: int) -> None: ...
+
+    async def commit(self, size: int) -> None: ...
+
+    async def abort(self) -> None: ...
 
 
 class BlobStore(Protocol):
-    def sink(self, blob_id: str) -> Sink:
-        """Where a new blob's bytes go (see transfer.Sink); nothing is visible under `blob_id` before commit."""
-        ...
+    def sink(self, blob_id: str) -> Sink: ...
 
-    def size(self, blob_id: str) -> int: ...
+    async def size(self, blob_id: str) -> int: ...
 
-    def read(self, blob_id: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        """The bytes [start, end) of a blob, in chunks."""
+    def read(self, blob_id: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """The bytes [start, end) of a blob (clipped to its size), in chunks."""
         ...
 
     def local_path(self, blob_id: str) -> Path | None:
@@ -35,24 +46,27 @@ class BlobStore(Protocol):
         """Where the blob sits on its storage (a DIRECT download endpoint)."""
         ...
 
-    def delete_all(self, blob_ids: list[str]) -> None: ...
+    async def delete_all(self, blob_ids: list[str]) -> None: ...
 
-    def list_ids(self) -> list[str]: ...
+    async def list_ids(self) -> list[str]: ...
 
-    def delete_orphans(self, candidates: list[str], grace: float) -> int:
+    async def delete_orphans(self, candidates: list[str], grace: float) -> int:
         """Delete the candidates not written within the last `grace` seconds; how many went."""
         ...
 
+    async def close(self) -> None: ...
 
-def read_head(blobs: BlobStore, blob_id: str, limit: int) -> bytes:
+
+async def read_head(blobs: BlobStore, blob_id: str, limit: int) -> bytes:
     """At most `limit` bytes from the start of a blob (package metadata files are small)."""
-    return b"".join(blobs.read(blob_id, 0, limit))
+    return b"".join([chunk async for chunk in blobs.read(blob_id, 0, limit)])
 
 
-def hash_blob(blobs: BlobStore, blob_id: str, algorithm: str) -> str:
-    import hashlib
+async def hash_blob(blobs: BlobStore, blob_id: str, algorithm: str) -> str:
+    """A blob's digest, read back once (only for an algorithm the upload stream did not compute)."""
+    from contentlib.transfer import run_blocking
 
     h = hashlib.new(algorithm)
-    for chunk in blobs.read(blob_id):
-        h.update(chunk)
+    async for chunk in blobs.read(blob_id):
+        await run_blocking(h.update, chunk)
     return h.hexdigest()

@@ -18,8 +18,10 @@ import contextlib
 import errno
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
+
+from contentlib.transfer import run_blocking
 
 ALIGN = 4096
 _READ = 1024 * 1024
@@ -49,7 +51,16 @@ class FileSink:
 
     ordered = True  # batches are appended: each after the one before
 
-    def write(self, buf: memoryview, n: int, index: int) -> None:
+    async def write(self, buf: memoryview, n: int, index: int) -> None:
+        await run_blocking(self._write, buf, n)
+
+    async def commit(self, size: int) -> None:
+        await run_blocking(self._commit, size)
+
+    async def abort(self) -> None:
+        await run_blocking(self._abort)
+
+    def _write(self, buf: memoryview, n: int) -> None:
         end = n
         if self.direct and n % ALIGN:
             end = n + ALIGN - n % ALIGN  # the caller's buffer is a whole number of blocks long
@@ -57,7 +68,7 @@ class FileSink:
         while off < end:
             off += os.write(self.fd, buf[off:end])
 
-    def commit(self, size: int) -> None:
+    def _commit(self, size: int) -> None:
         if self.direct:
             os.ftruncate(self.fd, size)
         os.fsync(self.fd)
@@ -69,7 +80,7 @@ class FileSink:
         finally:
             os.close(dfd)
 
-    def abort(self) -> None:
+    def _abort(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -91,20 +102,23 @@ class FileBlobStore:
     def sink(self, blob_id: str) -> FileSink:
         return FileSink(self.path(blob_id))
 
-    def size(self, blob_id: str) -> int:
-        return self.path(blob_id).stat().st_size
+    async def size(self, blob_id: str) -> int:
+        return int(await run_blocking(lambda: self.path(blob_id).stat().st_size))
 
-    def read(self, blob_id: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        with open(self.path(blob_id), "rb") as f:
-            f.seek(start)
+    async def read(self, blob_id: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        f = await run_blocking(open, self.path(blob_id), "rb")
+        try:
+            await run_blocking(f.seek, start)
             left = None if end is None else end - start
             while left is None or left > 0:
-                chunk = f.read(_READ if left is None else min(_READ, left))
+                chunk: bytes = await run_blocking(f.read, _READ if left is None else min(_READ, left))
                 if not chunk:
                     return
                 if left is not None:
                     left -= len(chunk)
                 yield chunk
+        finally:
+            f.close()
 
     def local_path(self, blob_id: str) -> Path | None:
         return self.path(blob_id)
@@ -112,30 +126,41 @@ class FileBlobStore:
     def direct_uri(self, blob_id: str) -> str:
         return self.path(blob_id).resolve().as_uri()
 
-    def delete(self, blob_id: str) -> None:
+    def _delete(self, blob_id: str) -> None:
         path = self.path(blob_id)
         path.unlink(missing_ok=True)
         if path.parent != self.root:
             with contextlib.suppress(OSError):  # the session's folder, once it is empty
                 path.parent.rmdir()
 
-    def delete_all(self, blob_ids: list[str]) -> None:
-        for blob_id in blob_ids:
-            with contextlib.suppress(OSError):
-                self.delete(blob_id)
+    async def delete_all(self, blob_ids: list[str]) -> None:
+        def delete_them() -> None:
+            for blob_id in blob_ids:
+                with contextlib.suppress(OSError):
+                    self._delete(blob_id)
 
-    def list_ids(self) -> list[str]:
-        return [f.relative_to(self.root).as_posix() for f in self.root.rglob("*") if f.is_file()]
+        await run_blocking(delete_them)
 
-    def delete_orphans(self, candidates: list[str], grace: float) -> int:
-        """Delete the candidate blobs not modified within `grace` seconds; return how many went."""
-        removed = 0
-        now = time.time()
-        for blob_id in candidates:
-            path = self.path(blob_id)
-            with contextlib.suppress(OSError):
-                if grace and now - path.stat().st_mtime < grace:
-                    continue
-                path.unlink()
-                removed += 1
-        return removed
+    async def list_ids(self) -> list[str]:
+        def listing() -> list[str]:
+            return [f.relative_to(self.root).as_posix() for f in self.root.rglob("*") if f.is_file()]
+
+        return list(await run_blocking(listing))
+
+    async def delete_orphans(self, candidates: list[str], grace: float) -> int:
+        def delete_them() -> int:
+            removed = 0
+            now = time.time()
+            for blob_id in candidates:
+                path = self.path(blob_id)
+                with contextlib.suppress(OSError):  # gone already: not counted
+                    if now - path.stat().st_mtime < grace:
+                        continue
+                    self._delete(blob_id)
+                    removed += 1
+            return removed
+
+        return int(await run_blocking(delete_them))
+
+    async def close(self) -> None:
+        pass
