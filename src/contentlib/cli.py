@@ -71,6 +71,20 @@ def main() -> None:
     envvar="CONTENTLIB_TRUSTED_PROXIES",
     help="Comma-separated addresses/CIDRs of proxies whose X-Forwarded-Proto/X-Forwarded-Host are believed.",
 )
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    envvar="CONTENTLIB_TLS_CERT",
+    help="PEM certificate (chain) to serve HTTPS with, instead of the generated self-signed one.",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    envvar="CONTENTLIB_TLS_KEY",
+    help="PEM private key of --tls-cert.",
+)
 @click.option("--http", "plain_http", is_flag=True, envvar="CONTENTLIB_HTTP", help="Serve plain HTTP instead of HTTPS.")
 @click.option(
     "--update-session-timeout",
@@ -119,6 +133,8 @@ def serve(
     blobs: str | None,
     public_url: str | None,
     trusted_proxies: str,
+    tls_cert: Path | None,
+    tls_key: Path | None,
     plain_http: bool,
     update_session_timeout: float,
     api_session_timeout: float,
@@ -157,11 +173,16 @@ def serve(
     )
     data_dir.mkdir(parents=True, exist_ok=True)
     _bootstrap_admin(settings)
+    if (tls_cert is None) != (tls_key is None):
+        raise click.BadParameter("--tls-cert and --tls-key go together")
     ssl_context = None
     if not plain_http:
-        cert, key = tls.ensure_self_signed(data_dir)
+        cert, key = (tls_cert, tls_key) if tls_cert and tls_key else tls.ensure_self_signed(data_dir)
+        try:
+            ssl_context = tls.server_context(cert, key)
+        except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+            raise click.BadParameter(f"cannot serve TLS with {cert} and {key}: {e}") from None
         click.echo(f"TLS certificate {cert} (SHA-256 fingerprint {tls.fingerprint(cert)})")
-        ssl_context = tls.server_context(cert, key)
     run(settings, ssl_context)
 
 

@@ -7,6 +7,8 @@ written back to the database at most once per `_TOUCH_EVERY` seconds of a sessio
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +22,8 @@ from contentlib.services.core import Core
 from contentlib.transfer import run_blocking
 
 # OWASP's argon2id minimum (19 MiB, 2 passes): a login costs ~20 ms and little memory.
+log = logging.getLogger("contentlib.auth")
+
 _hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
 _DUMMY_HASH = _hasher.hash("timing-equaliser")
 _CACHE_SECONDS = 2.0
@@ -36,6 +40,39 @@ def _verify(hash_: str, password: str) -> bool:
         return False
 
 
+_THROTTLE_AFTER = 3  # failed logins in a row for one user name before its attempts are slowed down
+_THROTTLE_MAX = 5.0  # seconds: the longest an attempt is held back
+_THROTTLE_FORGET = 900.0  # seconds after the last failure when a user name's count starts over
+
+
+class _Failures:
+    """Failed logins per user name (in this process): after a few in a row, each further attempt for that name
+    waits 0.25 s, 0.5 s, 1 s, ... up to 5 s before its password is even checked. Only that name is slowed down,
+    so guessing one user's password cannot lock the other users out; a success clears the count."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, tuple[int, float]] = {}
+
+    def delay(self, key: str, now: float) -> float:
+        count, last = self.counts.get(key, (0, 0.0))
+        if now - last > _THROTTLE_FORGET:
+            self.counts.pop(key, None)
+            return 0.0
+        excess = count - _THROTTLE_AFTER
+        return 0.0 if excess < 0 else min(_THROTTLE_MAX, 0.25 * 2.0**excess)
+
+    def failed(self, key: str, now: float) -> int:
+        count, last = self.counts.get(key, (0, 0.0))
+        count = 1 if now - last > _THROTTLE_FORGET else count + 1
+        self.counts[key] = (count, now)
+        if len(self.counts) > 100_000:  # bounded memory under a spray of user names
+            self.counts.clear()
+        return count
+
+    def succeeded(self, key: str) -> None:
+        self.counts.pop(key, None)
+
+
 @dataclass
 class _Cached:
     user: str
@@ -49,6 +86,7 @@ class Auth:
     def __init__(self, core: Core) -> None:
         self.core = core
         self.cache: dict[str, _Cached] = {}
+        self.failures = _Failures()
         self.touch_every = min(30.0, core.settings.api_session_timeout / 10)
 
     async def authenticate(self, credentials: tuple[str, str] | None) -> str:
@@ -56,10 +94,18 @@ class Auth:
         if credentials is None:
             raise errors.unauthenticated("Authentication required: send a user name and password.")
         user, password = credentials
+        key = user.lower()
+        delay = self.failures.delay(key, self.core.now())
+        if delay:  # repeated failures for this user name: answer its next attempts slowly (others are unaffected)
+            await asyncio.sleep(delay)
         row = await self.core.store.get_user(user)
         ok = await run_blocking(_verify, row["password_hash"] if row else _DUMMY_HASH, password)
         if not row or not ok:
+            count = self.failures.failed(key, self.core.now())
+            if count >= _THROTTLE_AFTER:
+                log.warning("login failed %d times in a row for user %r: throttling its attempts", count, user)
             raise errors.unauthenticated("Authentication failed: the user name or password is not valid.")
+        self.failures.succeeded(key)
         return str(row["name"])
 
     async def login(self, credentials: tuple[str, str] | None) -> str:
