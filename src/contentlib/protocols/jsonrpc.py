@@ -185,6 +185,8 @@ class JsonRpcApi:
             message = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             raise JsonRpcError(-32700, "Parse error: the body is not JSON") from None
+        except RecursionError:
+            raise JsonRpcError(-32600, "Invalid Request: the body is nested too deeply") from None
         if not isinstance(message, dict):
             raise JsonRpcError(-32600, "Invalid Request: not a JSON-RPC request object")
         request_id = message.get("id")
@@ -243,7 +245,7 @@ class JsonRpcApi:
     def _inputs(op: Operation, encoded: dict[str, Any]) -> dict[str, Any]:
         try:
             given = untag(encoded)
-        except (ValueError, TypeError, binascii.Error) as e:
+        except (ValueError, TypeError, binascii.Error, RecursionError) as e:
             raise errors.invalid_argument(f"The operation input is not valid vAPI JSON: {e}.") from None
         if not isinstance(given, dict):
             raise errors.invalid_argument("The operation input must be a structure.")

@@ -146,6 +146,8 @@ def _decode(body: bytes, type_: Any) -> Any:
         return msgspec.json.decode(body or b"{}", type=type_)
     except (msgspec.ValidationError, msgspec.DecodeError) as e:
         raise _invalid(e) from None
+    except RecursionError:
+        raise errors.invalid_argument("The request body is nested too deeply.") from None
 
 
 def _convert(value: Any, type_: Any, name: str) -> Any:
