@@ -101,7 +101,11 @@ def services_problem() -> str | None:
         try:
             s3.head_bucket(Bucket=S3_BUCKET)
         except Exception:
-            s3.create_bucket(Bucket=S3_BUCKET)
+            try:
+                s3.create_bucket(Bucket=S3_BUCKET)
+            except s3.exceptions.ClientError as e:  # another worker or server created it meanwhile
+                if e.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
     except Exception as e:
         return f"S3 at {S3_ENDPOINT} (bucket {S3_BUCKET}) is not usable ({type(e).__name__}: {e}); {S3_HINT}"
     return None
