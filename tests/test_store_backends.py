@@ -31,7 +31,7 @@ import pytest
 from contentlib.storage.blobs import BlobStore
 from contentlib.storage.fs import FileBlobStore
 from contentlib.storage.postgres import PostgresStore
-from contentlib.storage.sql import SCHEMA_VERSION, Busy, Row, SqlStore, TokenTaken
+from contentlib.storage.sql import SCHEMA_VERSION, Busy, Row, SqlStore, TokenTaken, session_file_row
 from contentlib.storage.sqlite import SQLiteStore
 from contentlib.transfer import BATCH, Receiver
 
@@ -199,36 +199,6 @@ def session_row(kind: str, item_id: str, owner: str = "admin", **fields: Any) ->
     }
     if kind == "update":
         row.update(warning_behavior=None, has_package=0)
-    row.update(fields)
-    return row
-
-
-def file_row(session_id: str, name: str, **fields: Any) -> Row:
-    """A session_files row as the services write it (seq is the Store's business)."""
-    row: Row = {
-        "session_id": session_id,
-        "name": name,
-        "op": "ADD",
-        "source_type": "PUSH",
-        "source_endpoint": None,
-        "token": None,
-        "declared_size": None,
-        "checksum_algorithm": None,
-        "checksum": None,
-        "status": "WAITING_FOR_TRANSFER",
-        "bytes_transferred": 0,
-        "size": None,
-        "sha1": None,
-        "blob_id": None,
-        "pending_blob": None,
-        "error_message": None,
-        "keep_in_storage": 1,
-        "digests": None,
-        "meta": None,
-        "parent": None,
-        "progress_at": None,
-        "transfer_owner": None,
-    }
     row.update(fields)
     return row
 
@@ -565,7 +535,7 @@ def test_delete_item_returns_blobs_of_its_files_and_sessions(backend: Backend) -
         _, item = await make_item(store)
         await store.put_item_file(item_file_row(item, "f", 1, blob_id="item-blob"))
         us = await make_session(store, "update", item, state="DONE", ended=1.0)
-        await store.put_session_file(file_row(us, "g", blob_id="staged-blob", pending_blob="pending-blob"))
+        await store.put_session_file(session_file_row(us, "g", blob_id="staged-blob", pending_blob="pending-blob"))
         ds = await make_session(store, "download", item)
         await store.put_download_file(download_file_row(ds, "f", "item-blob"))
         blobs = await store.delete_item(item)
@@ -665,10 +635,10 @@ def test_delete_session_returns_blob_ids_of_its_files(backend: Backend, kind: st
         sid = await make_session(store, kind, item)
         keep = await make_session(store, kind, item, state="DONE", ended=1.0)
         if kind == "update":
-            await store.put_session_file(file_row(sid, "a", blob_id="a-blob"))
-            await store.put_session_file(file_row(sid, "b", blob_id="b-blob", pending_blob="b-pending"))
-            await store.put_session_file(file_row(sid, "c"))  # no blob yet
-            await store.put_session_file(file_row(keep, "a", blob_id="keep-blob"))
+            await store.put_session_file(session_file_row(sid, "a", blob_id="a-blob"))
+            await store.put_session_file(session_file_row(sid, "b", blob_id="b-blob", pending_blob="b-pending"))
+            await store.put_session_file(session_file_row(sid, "c"))  # no blob yet
+            await store.put_session_file(session_file_row(keep, "a", blob_id="keep-blob"))
             expected = ["a-blob", "b-blob", "b-pending"]
         else:
             await store.put_download_file(download_file_row(sid, "a", "a-blob"))
@@ -790,7 +760,7 @@ def test_transaction_rolls_back_every_statement_when_the_block_raises(backend: B
                 assert await store.insert_item(item_row(new_lib["id"])) is None
                 await store.update_library(lib, {"description": "changed"})
                 await store.put_item_file(item_file_row(item, "f", 3))
-                await store.put_session_file(file_row(sid, "g"))
+                await store.put_session_file(session_file_row(sid, "g"))
                 assert await store.update_session("update", sid, {"state": "DONE", "ended": 1.0}, state="ACTIVE")
                 assert await store.get_library(new_lib["id"]) is not None  # visible inside
                 raise RuntimeError("boom")
@@ -899,13 +869,15 @@ def test_put_session_file_replaces_and_returns_the_old_blobs(backend: Backend) -
         _, item = await make_item(store)
         sid = await make_session(store, "update", item)
         token_a = uuid.uuid4().hex
-        assert await store.put_session_file(file_row(sid, "a", token=token_a)) == []
-        assert await store.put_session_file(file_row(sid, "b", blob_id="b-1")) == []
+        assert await store.put_session_file(session_file_row(sid, "a", token=token_a)) == []
+        assert await store.put_session_file(session_file_row(sid, "b", blob_id="b-1")) == []
         assert [f["name"] for f in await store.session_files(sid)] == ["a", "b"]
         assert (await store.session_file_by_token(token_a) or {})["name"] == "a"
-        old = await store.put_session_file(file_row(sid, "a", blob_id="a-2", pending_blob="a-2p", status="READY"))
+        old = await store.put_session_file(
+            session_file_row(sid, "a", blob_id="a-2", pending_blob="a-2p", status="READY")
+        )
         assert old == []  # the replaced entry had no blobs
-        old = await store.put_session_file(file_row(sid, "a", status="WAITING_FOR_TRANSFER"))
+        old = await store.put_session_file(session_file_row(sid, "a", status="WAITING_FOR_TRANSFER"))
         assert sorted(old) == ["a-2", "a-2p"]
         # The replacement is the newest entry: session files come in the order they were (re)added.
         assert [f["name"] for f in await store.session_files(sid)] == ["b", "a"]
@@ -923,7 +895,7 @@ def test_update_session_file_compare_and_set(backend: Backend) -> None:
     async def body(store: SqlStore) -> None:
         _, item = await make_item(store)
         sid = await make_session(store, "update", item)
-        await store.put_session_file(file_row(sid, "f"))
+        await store.put_session_file(session_file_row(sid, "f"))
         ok = await store.update_session_file(
             sid, "f", {"status": "TRANSFERRING"}, expect={"status": "WAITING_FOR_TRANSFER"}
         )
@@ -956,11 +928,11 @@ def test_delete_members(backend: Backend) -> None:
         sid = await make_session(store, "update", item)
         _, item2 = await make_item(store)
         other = await make_session(store, "update", item2)
-        await store.put_session_file(file_row(sid, "x.ova", blob_id="ova"))
-        await store.put_session_file(file_row(sid, "x.ovf", parent="x.ova", blob_id="m1"))
-        await store.put_session_file(file_row(sid, "x.vmdk", parent="x.ova", pending_blob="m2"))
-        await store.put_session_file(file_row(sid, "y.vmdk", parent="y.ova", blob_id="m3"))
-        await store.put_session_file(file_row(other, "x.ovf", parent="x.ova", blob_id="o1"))
+        await store.put_session_file(session_file_row(sid, "x.ova", blob_id="ova"))
+        await store.put_session_file(session_file_row(sid, "x.ovf", parent="x.ova", blob_id="m1"))
+        await store.put_session_file(session_file_row(sid, "x.vmdk", parent="x.ova", pending_blob="m2"))
+        await store.put_session_file(session_file_row(sid, "y.vmdk", parent="y.ova", blob_id="m3"))
+        await store.put_session_file(session_file_row(other, "x.ovf", parent="x.ova", blob_id="o1"))
         assert sorted(await store.delete_members(sid, "x.ova")) == ["m1", "m2"]
         assert [f["name"] for f in await store.session_files(sid)] == ["x.ova", "y.vmdk"]
         assert [f["name"] for f in await store.session_files(other)] == ["x.ovf"]
@@ -978,7 +950,7 @@ def test_stalled_transfers_by_owner_and_by_age(backend: Backend) -> None:
         me, them = new_id(), new_id()
 
         async def put(sid: str, name: str, **fields: Any) -> None:
-            await store.put_session_file(file_row(sid, name, **fields))
+            await store.put_session_file(session_file_row(sid, name, **fields))
 
         await put(active, "uploading", status="TRANSFERRING", transfer_owner=me, progress_at=100.0)
         await put(active, "validating", status="VALIDATING", transfer_owner=them, progress_at=300.0)
@@ -1010,10 +982,12 @@ def test_referenced_blobs(backend: Backend) -> None:
         b = {k: f"{k}-{uuid.uuid4().hex}" for k in kinds}
         await store.put_item_file(item_file_row(item, "f", 1, blob_id=b["item"]))
         active = await make_session(store, "update", item)
-        await store.put_session_file(file_row(active, "a", blob_id=b["staged"], status="READY"))
-        await store.put_session_file(file_row(active, "b", pending_blob=b["pending"], status="TRANSFERRING"))
+        await store.put_session_file(session_file_row(active, "a", blob_id=b["staged"], status="READY"))
+        await store.put_session_file(session_file_row(active, "b", pending_blob=b["pending"], status="TRANSFERRING"))
         done = await make_session(store, "update", item2, state="CANCELED", ended=1.0)
-        await store.put_session_file(file_row(done, "a", blob_id=b["done_staged"], pending_blob=b["done_pending"]))
+        await store.put_session_file(
+            session_file_row(done, "a", blob_id=b["done_staged"], pending_blob=b["done_pending"])
+        )
         dl = await make_session(store, "download", item)
         await store.put_download_file(download_file_row(dl, "f", b["prepared"]))
         dl_gone = await make_session(store, "download", item, state="CANCELED", ended=1.0)

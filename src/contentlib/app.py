@@ -27,8 +27,6 @@ from contentlib.services.update_sessions import UpdateSessions
 from contentlib.storage import open_blobs, open_store
 from contentlib.storage.blobs import BlobStore
 from contentlib.storage.sql import SqlStore
-from contentlib.storage.sqlite import SQLiteStore
-from contentlib.transfer import run_blocking
 
 log = logging.getLogger("contentlib")
 
@@ -115,8 +113,7 @@ class App:
         await self.update_sessions.sweep(now)
         await self.download_sessions.sweep(now)
         await self.auth.sweep()
-        if isinstance(self.store, SQLiteStore):
-            await run_blocking(self.store.checkpoint)
+        await self.store.maintain()
         if now - self._last_gc >= _GC_EVERY:
             await self.collect_garbage()
 

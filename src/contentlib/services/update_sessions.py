@@ -33,7 +33,7 @@ from contentlib.services.libraries import Libraries
 from contentlib.services.package import Package, item_type
 from contentlib.services.sessions import ACTIVE, ItemSessions
 from contentlib.storage.blobs import read_head
-from contentlib.storage.sql import Row, dumps
+from contentlib.storage.sql import Row, dumps, session_file_row
 from contentlib.tarstream import Data, Member, MemberEnd, TarError, TarReader
 from contentlib.transfer import Receiver, run_blocking
 
@@ -335,7 +335,7 @@ class UpdateSessions(ItemSessions):
     async def add_file(self, ctx: Ctx, update_session_id: str, file_spec: AddSpec) -> dict[str, Any]:
         algorithm, checksum = self._check_add_spec(file_spec)
         kind = ovf.kind_of(file_spec.name)
-        row = _file_row(
+        row = session_file_row(
             update_session_id,
             file_spec.name,
             source_type=file_spec.source_type,
@@ -384,7 +384,7 @@ class UpdateSessions(ItemSessions):
             replaced = await self.store.delete_members(update_session_id, file_name)
             if file_name in current:
                 replaced += await self.store.put_session_file(
-                    _file_row(update_session_id, file_name, op="REMOVE", source_type="NONE", status="READY")
+                    session_file_row(update_session_id, file_name, op="REMOVE", source_type="NONE", status="READY")
                 )
             else:
                 replaced += [b for b in (f["blob_id"], f["pending_blob"]) if b] if f else []
@@ -611,7 +611,7 @@ class UpdateSessions(ItemSessions):
 
     async def _start_member(self, ova: Row, name: str, size: int) -> Row:
         kind = ovf.kind_of(name)
-        row = _file_row(
+        row = session_file_row(
             ova["session_id"],
             name,
             parent=ova["name"],
@@ -719,36 +719,6 @@ class UpdateSessions(ItemSessions):
             async with self.store.transaction():
                 members = await self.store.delete_members(row["session_id"], row["name"])
             await self.core.discard_blobs(members)
-
-
-def _file_row(session_id: str, name: str, **fields: Any) -> Row:
-    """A session_files row: a file the session adds (by default) or removes."""
-    row: Row = {
-        "session_id": session_id,
-        "name": name,
-        "op": "ADD",
-        "source_type": "PUSH",
-        "source_endpoint": None,
-        "token": None,
-        "declared_size": None,
-        "checksum_algorithm": None,
-        "checksum": None,
-        "status": "WAITING_FOR_TRANSFER",
-        "bytes_transferred": 0,
-        "size": None,
-        "sha1": None,
-        "blob_id": None,
-        "pending_blob": None,
-        "error_message": None,
-        "keep_in_storage": 1,
-        "digests": None,
-        "meta": None,
-        "parent": None,
-        "progress_at": None,
-        "transfer_owner": None,
-    }
-    row.update(fields)
-    return row
 
 
 def _failure(e: BaseException, name: str, live: LiveTransfer) -> TransferFailed:

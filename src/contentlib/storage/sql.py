@@ -172,6 +172,37 @@ def loads(text: str | None) -> Any:
     return None if text is None else msgspec.json.decode(text)
 
 
+def session_file_row(session_id: str, name: str, **fields: Any) -> Row:
+    """A session_files row (every column but `seq`, which put_session_file assigns): a file the session adds
+    unless `fields` say otherwise."""
+    row: Row = {
+        "session_id": session_id,
+        "name": name,
+        "op": "ADD",
+        "source_type": "PUSH",
+        "source_endpoint": None,
+        "token": None,
+        "declared_size": None,
+        "checksum_algorithm": None,
+        "checksum": None,
+        "status": "WAITING_FOR_TRANSFER",
+        "bytes_transferred": 0,
+        "size": None,
+        "sha1": None,
+        "blob_id": None,
+        "pending_blob": None,
+        "error_message": None,
+        "keep_in_storage": 1,
+        "digests": None,
+        "meta": None,
+        "parent": None,
+        "progress_at": None,
+        "transfer_owner": None,
+    }
+    row.update(fields)
+    return row
+
+
 def schema_statements(real: str, integer: str) -> list[str]:
     return [s.strip() for s in SCHEMA.format(real=real, int=integer).split(";") if s.strip()]
 
@@ -199,6 +230,9 @@ class SqlStore:
 
     async def close(self) -> None:
         raise NotImplementedError
+
+    async def maintain(self) -> None:
+        """Housekeeping the sweeper runs now and then (SQLite: checkpoint the WAL)."""
 
     async def is_sweeper(self) -> bool:
         """Whether this process runs the sweeper (with one database per process: always)."""

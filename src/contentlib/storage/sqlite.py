@@ -85,6 +85,11 @@ class SQLiteStore(SqlStore):
             self._checkpointer.execute("PRAGMA busy_timeout=10000")
         self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
+    async def maintain(self) -> None:
+        from contentlib.transfer import run_blocking
+
+        await run_blocking(self.checkpoint)
+
     async def integrity_check(self) -> str:
         row = self.db.execute("PRAGMA integrity_check").fetchone()
         return str(next(iter(row.values())))
