@@ -31,7 +31,15 @@ import pytest
 from contentlib.storage.blobs import BlobStore
 from contentlib.storage.fs import FileBlobStore
 from contentlib.storage.postgres import PostgresStore
-from contentlib.storage.sql import SCHEMA_VERSION, Busy, Row, SqlStore, TokenTaken, session_file_row
+from contentlib.storage.sql import (
+    SCHEMA_VERSION,
+    Busy,
+    Row,
+    SqlStore,
+    TokenTaken,
+    schema_statements,
+    session_file_row,
+)
 from contentlib.storage.sqlite import SQLiteStore
 from contentlib.transfer import BATCH, Receiver
 
@@ -328,10 +336,10 @@ def test_sqlite_concurrent_first_opens_migrate_exactly_once(tmp_path: Path) -> N
 def test_users_are_case_insensitive(backend: Backend) -> None:
     async def body(store: SqlStore) -> None:
         name = f"Alice-{uuid.uuid4().hex[:8]}@vsphere.local"
-        assert await store.add_user(name, "hash-1", 100.0) is True
-        assert await store.add_user(name, "hash-2", 101.0) is False
-        assert await store.add_user(name.lower(), "hash-3", 102.0) is False
-        assert await store.add_user(name.upper(), "hash-4", 103.0) is False
+        assert await store.add_user(name, "hash-1", 100.0, "ReadOnly") is True
+        assert await store.add_user(name, "hash-2", 101.0, "ReadOnly") is False
+        assert await store.add_user(name.lower(), "hash-3", 102.0, "ReadOnly") is False
+        assert await store.add_user(name.upper(), "hash-4", 103.0, "ReadOnly") is False
         for spelling in (name, name.lower(), name.upper()):
             row = await store.get_user(spelling)
             assert row is not None and row["name"] == name and row["password_hash"] == "hash-1"
@@ -347,7 +355,7 @@ def test_set_password_finds_the_user_case_insensitively(backend: Backend) -> Non
 
     async def body(store: SqlStore) -> None:
         name = f"Pat-{uuid.uuid4().hex[:8]}"
-        assert await store.add_user(name, "old", 1.0)
+        assert await store.add_user(name, "old", 1.0, "ReadOnly")
         assert await store.set_password(name, "new-1") is True
         assert (await store.get_user(name) or {})["password_hash"] == "new-1"
         assert await store.set_password(name.upper(), "new-2") is True
@@ -360,7 +368,7 @@ def test_set_password_finds_the_user_case_insensitively(backend: Backend) -> Non
 def test_remove_user_drops_their_api_sessions(backend: Backend) -> None:
     async def body(store: SqlStore) -> None:
         alice, bob = f"Alice-{uuid.uuid4().hex[:8]}", f"Bob-{uuid.uuid4().hex[:8]}"
-        assert await store.add_user(alice, "h", 1.0) and await store.add_user(bob, "h", 1.0)
+        assert await store.add_user(alice, "h", 1.0, "ReadOnly") and await store.add_user(bob, "h", 1.0, "ReadOnly")
         a1, a2, b1 = new_id(), new_id(), new_id()
         await store.create_api_session(a1, alice, 10.0)
         await store.create_api_session(a2, alice.lower(), 10.0)
@@ -380,9 +388,20 @@ def test_api_sessions(backend: Backend) -> None:
     async def body(store: SqlStore) -> None:
         old, fresh = new_id(), new_id()
         base = 1_000_000.0 + (uuid.uuid4().int % 1000)
-        await store.create_api_session(old, "carol", base)
-        await store.create_api_session(fresh, "carol", base)
-        assert await store.get_api_session(old) == {"id": old, "owner": "carol", "created": base, "last_accessed": base}
+        carol = f"Carol-{uuid.uuid4().hex[:8]}"
+        assert await store.add_user(carol, "h", 1.0, "ContentLibraryAdministrator")
+        await store.create_api_session(old, carol, base)
+        await store.create_api_session(fresh, carol.lower(), base)
+        assert await store.get_api_session(old) == {
+            "id": old,
+            "owner": carol,
+            "created": base,
+            "last_accessed": base,
+            "role": "ContentLibraryAdministrator",
+        }
+        assert await store.set_role(carol.upper(), "ReadOnly") is True
+        assert (await store.get_api_session(fresh) or {})["role"] == "ReadOnly"
+        assert await store.set_role(f"nobody-{uuid.uuid4().hex}", "ReadOnly") is False
         await store.touch_api_session(fresh, base + 100)
         assert (await store.get_api_session(fresh) or {})["last_accessed"] == base + 100
         assert await store.delete_idle_api_sessions(base + 50) >= 1
@@ -450,8 +469,8 @@ def test_item_names_are_case_insensitive_beyond_ascii(backend: Backend) -> None:
         lib, _ = await make_item(store, "Émile-Ubuntu")
         assert await store.insert_item(item_row(lib, "émile-ubuntu")) == "name"
         user = f"Ärger-{uuid.uuid4().hex[:8]}"
-        assert await store.add_user(user, "h", 1.0)
-        assert await store.add_user(user.lower(), "h", 1.0) is False
+        assert await store.add_user(user, "h", 1.0, "ReadOnly")
+        assert await store.add_user(user.lower(), "h", 1.0, "ReadOnly") is False
         assert (await store.get_user(user.lower()) or {}).get("name") == user
 
     backend.run(body)
@@ -1169,3 +1188,67 @@ def test_blob_delete_orphans_respects_the_grace_period(run_blobs: Callable[..., 
         assert await blobs.store.list_ids() == []
 
     run_blobs(body)
+
+
+# -- schema migrations -----------------------------------------------------------------------------------------------
+def version_1_statements(real: str, integer: str) -> list[str]:
+    """The schema of version 1: today's, without the column that migration 2 adds (users.role)."""
+    statements = schema_statements(real, integer)
+    users = next(i for i, s in enumerate(statements) if s.startswith("CREATE TABLE users"))
+    assert ",\n    role TEXT NOT NULL" in statements[users]
+    statements[users] = statements[users].replace(",\n    role TEXT NOT NULL", "")
+    return statements
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_a_version_1_database_is_migrated(kind: str, tmp_path: Path) -> None:
+    """A database written before users had roles opens, its users become Administrators (they could do anything),
+    and it is marked with the current schema version, once."""
+    if kind == "sqlite":
+        import sqlite3
+
+        path = tmp_path / "metadata.db"
+        db = sqlite3.connect(path)
+        for stmt in version_1_statements("REAL", "INTEGER"):
+            db.execute(stmt)
+        db.execute("INSERT INTO users (name, password_hash, created) VALUES ('old@vsphere.local', 'h', 1.0)")
+        db.execute("PRAGMA user_version=1")
+        db.commit()
+        db.close()
+        backend = sqlite_backend(tmp_path)
+    else:
+        url = pg_create_database()
+
+        async def create() -> None:
+            conn = await asyncpg.connect(url)
+            try:
+                for stmt in version_1_statements("DOUBLE PRECISION", "BIGINT"):
+                    await conn.execute(stmt)
+                await conn.execute(
+                    "INSERT INTO users (name, password_hash, created) VALUES ('old@vsphere.local', 'h', 1)"
+                )
+                await conn.execute("CREATE TABLE schema_version (version BIGINT NOT NULL)")
+                await conn.execute("INSERT INTO schema_version VALUES (1)")
+            finally:
+                await conn.close()
+
+        asyncio.run(create())
+        backend = postgres_backend(PgDatabase(url))
+
+    async def body(store: SqlStore) -> None:
+        assert (await store.get_user("OLD@vsphere.local") or {})["role"] == "Administrator"
+        assert await store.add_user("new@vsphere.local", "h", 2.0, "ReadOnly")
+        assert [(u["name"], u["role"]) for u in await store.list_users()] == [
+            ("new@vsphere.local", "ReadOnly"),
+            ("old@vsphere.local", "Administrator"),
+        ]
+
+    async def reopened(store: SqlStore) -> None:  # the migration ran once: adding the column again would fail
+        assert len(await store.list_users()) == 2
+
+    try:
+        backend.run(body)
+        backend.run(reopened)
+    finally:
+        if kind == "postgres":
+            pg_drop_database(url)

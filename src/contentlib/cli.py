@@ -15,6 +15,7 @@ import click
 
 from contentlib import tls
 from contentlib.config import Settings, parse_listen
+from contentlib.services import roles
 from contentlib.services.auth import hash_password
 from contentlib.storage import open_store
 from contentlib.storage.sql import SqlStore
@@ -206,7 +207,7 @@ def _bootstrap_admin(settings: Settings) -> None:
         password = os.environ.get("CONTENTLIB_ADMIN_PASSWORD")
         generated = not password
         password = password or secrets.token_urlsafe(12)
-        if not await store.add_user(ADMIN, hash_password(password), time.time()):
+        if not await store.add_user(ADMIN, hash_password(password), time.time(), roles.ADMINISTRATOR):
             return  # another replica created it first
         if generated:
             click.echo(
@@ -238,15 +239,39 @@ def _user_settings(data_dir: Path, database: str | None) -> Settings:
     return Settings(data_dir=data_dir, database=database)
 
 
+def _role(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    try:
+        return roles.role_name(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+_ROLE_HELP = f"one of {', '.join(roles.ROLES)} (vCenter's labels, like Read-only, are accepted too)"
+
+
 @user.command("add")
 @click.argument("name")
+@click.option("--role", default=roles.ADMINISTRATOR, show_default=True, callback=_role, help=_ROLE_HELP)
 @data_dir_option
 @database_option
-def user_add(name: str, data_dir: Path, database: str | None) -> None:
+def user_add(name: str, role: str, data_dir: Path, database: str | None) -> None:
     password_hash = hash_password(_read_password())
-    if not _with_store(_user_settings(data_dir, database), lambda s: s.add_user(name, password_hash, time.time())):
+    settings = _user_settings(data_dir, database)
+    if not _with_store(settings, lambda s: s.add_user(name, password_hash, time.time(), role)):
         raise click.ClickException(f"user {name} already exists")
-    click.echo(f"added user {name}")
+    click.echo(f"added user {name} with role {role}")
+
+
+@user.command("role")
+@click.argument("name")
+@click.argument("role", callback=_role)
+@data_dir_option
+@database_option
+def user_role(name: str, role: str, data_dir: Path, database: str | None) -> None:
+    """Give user NAME the role ROLE (it counts for their open sessions within seconds)."""
+    if not _with_store(_user_settings(data_dir, database), lambda s: s.set_role(name, role)):
+        raise click.ClickException(f"no user {name}")
+    click.echo(f"user {name} now has role {role}")
 
 
 @user.command("passwd")
@@ -277,4 +302,4 @@ def user_remove(name: str, data_dir: Path, database: str | None) -> None:
 @database_option
 def user_list(data_dir: Path, database: str | None) -> None:
     for row in _with_store(_user_settings(data_dir, database), lambda s: s.list_users()):
-        click.echo(row["name"])
+        click.echo(f"{row['name']}\t{row['role']}")

@@ -96,6 +96,10 @@ def unauthenticated(text: str = "Authentication required.") -> ApiError:
     return ApiError("UNAUTHENTICATED", "com.vmware.vapi.endpoint.method.authentication.required", text)
 
 
+def unauthorized(text: str, *args: object) -> ApiError:
+    return ApiError("UNAUTHORIZED", "vapi.security.authorization.invalid", text, *args)
+
+
 def operation_not_found(text: str, *args: object) -> ApiError:
     return ApiError("OPERATION_NOT_FOUND", "com.vmware.vapi.rest.httpNotFound", text, *args)
 

@@ -13,7 +13,7 @@ the contract. `kind` says where a parameter travels on /api:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import msgspec
@@ -53,6 +53,7 @@ class Operation:
     handler: Callable[..., Awaitable[Any]]
     status: int  # on success
     auth: bool = True  # needs a vmware-api-session-id
+    privileges: tuple[str, ...] = ()  # what the caller's role must grant (PRIVILEGES)
 
     @property
     def fields_type(self) -> type[msgspec.Struct] | None:
@@ -101,8 +102,53 @@ ITEM_ID = _p("library_item_id", "path")
 LIB_ID = _p("library_id", "path")
 
 
+# What each operation requires of the caller, as operations.json's "privileges" (and the swagger file) name it. The
+# vendor checks most of them on the library or item a parameter names; roles here hold everywhere, so the privilege
+# is what counts. System.Anonymous: "possession of the session id is enough" (REFERENCE.md). Conditional ones (a
+# PULL from file:// needs ContentLibrary.ReadStorage) are checked by the service that knows the condition.
+_READ = ("System.Read",)
+_ANONYMOUS = ("System.Anonymous",)
+PRIVILEGES: dict[tuple[str, str], tuple[str, ...]] = {
+    (SESSION, "get"): (),
+    (SESSION, "delete"): (),
+    (LOCAL, "create"): ("ContentLibrary.CreateLocalLibrary",),
+    (LOCAL, "get"): _READ,
+    (LOCAL, "list"): _READ,
+    (LOCAL, "update"): ("ContentLibrary.UpdateLocalLibrary",),
+    (LOCAL, "delete"): ("ContentLibrary.DeleteLocalLibrary",),
+    (LIB, "get"): _READ,
+    (LIB, "list"): _READ,
+    (LIB, "find"): _READ,
+    (LIB, "update"): ("ContentLibrary.UpdateLibrary",),
+    (ITEM, "create"): ("ContentLibrary.AddLibraryItem",),
+    (ITEM, "get"): _READ,
+    (ITEM, "list"): _READ,
+    (ITEM, "find"): _READ,
+    (ITEM, "update"): ("ContentLibrary.UpdateLibraryItem",),
+    (ITEM, "delete"): ("ContentLibrary.DeleteLibraryItem",),
+    (f"{ITEM}.file", "list"): _READ,
+    (f"{ITEM}.file", "get"): _READ,
+    (US, "create"): ("ContentLibrary.UpdateSession",),
+    (US, "list"): ("ContentLibrary.UpdateSession",),
+    **{(US, name): _ANONYMOUS for name in ("get", "update", "delete", "complete", "cancel", "fail", "keep_alive")},
+    **{(USF, name): _ANONYMOUS for name in ("add", "list", "get", "remove", "validate")},
+    (DS, "create"): ("ContentLibrary.DownloadSession",),
+    (DS, "list"): ("ContentLibrary.DownloadSession",),
+    **{(DS, name): _ANONYMOUS for name in ("get", "delete", "keep_alive", "cancel", "fail")},
+    **{(DSF, name): _ANONYMOUS for name in ("list", "get", "prepare")},
+    (TRUST, "create"): ("ContentLibrary.AddCertToTrustStore",),
+    (TRUST, "list"): _READ,
+    (TRUST, "get"): _READ,
+    (TRUST, "delete"): ("ContentLibrary.DeleteCertFromTrustStore",),
+}
+
+
 def build(app: Any) -> list[Operation]:
     """The table, bound to the service objects of a running server (`app.App`)."""
+    return [replace(op, privileges=PRIVILEGES[(op.service, op.name)]) if op.auth else op for op in _table(app)]
+
+
+def _table(app: Any) -> list[Operation]:
     auth, libs, us, ds, trust = app.auth, app.libraries, app.update_sessions, app.download_sessions, app.trusted
 
     async def local_get(ctx: Any, library_id: str) -> Any:

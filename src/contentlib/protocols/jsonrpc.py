@@ -231,14 +231,14 @@ class JsonRpcApi:
             credentials = (str(security.get("userName") or ""), str(untag(security.get("password")) or ""))
             if not op.auth:
                 return Ctx("", base_url, credentials=credentials)
-            return Ctx(await self.app.auth.authenticate(credentials), base_url)  # per-call credentials
+            return await self.app.auth.password_context(op, credentials, base_url)  # per-call credentials
         if not op.auth:
             return Ctx("", base_url)
         if scheme == SESSION_ID:
             assert isinstance(security, dict)
             sid = security.get("sessionId")
             sid = str(untag(sid)) if sid is not None else None
-            return Ctx(await self.app.auth.check(sid), base_url, sid or "")
+            return await self.app.auth.session_context(op, sid, base_url)
         raise errors.unauthenticated("This operation requires authentication: send a session_id security context.")
 
     @staticmethod

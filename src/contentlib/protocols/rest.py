@@ -199,9 +199,7 @@ class RestApi:
         base_url = self.app.base_url(request)
         if not op.auth:
             return Ctx("", base_url, credentials=_basic_credentials(request.headers.get("Authorization")))
-        sid = request.headers.get("vmware-api-session-id")
-        user = await self.app.auth.check(sid)
-        return Ctx(user, base_url, sid or "")
+        return await self.app.auth.session_context(op, request.headers.get("vmware-api-session-id"), base_url)
 
     async def _inputs(self, request: web.Request, op: Operation, path_args: dict[str, str]) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}

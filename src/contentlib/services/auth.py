@@ -18,7 +18,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from contentlib import errors
 from contentlib.model import fmt_time
-from contentlib.services.core import Core
+from contentlib.operations import Operation
+from contentlib.services import roles
+from contentlib.services.core import Core, Ctx
 from contentlib.transfer import run_blocking
 
 # OWASP's argon2id minimum (19 MiB, 2 passes): a login costs ~20 ms and little memory.
@@ -73,9 +75,18 @@ class _Failures:
         self.counts.pop(key, None)
 
 
+@dataclass(frozen=True)
+class Principal:
+    """A caller whose password or session id checked out, with the role their user has now."""
+
+    user: str
+    role: str
+
+
 @dataclass
 class _Cached:
     user: str
+    role: str
     created: float
     last_accessed: float
     stored_last_accessed: float
@@ -89,8 +100,22 @@ class Auth:
         self.failures = _Failures()
         self.touch_every = min(30.0, core.settings.api_session_timeout / 10)
 
-    async def authenticate(self, credentials: tuple[str, str] | None) -> str:
-        """The user name for a user name and password (from whichever protocol), or UNAUTHENTICATED."""
+    async def session_context(self, op: Operation, sid: str | None, base_url: str) -> Ctx:
+        """The context of a call made with a session id, after authenticating and authorizing it for `op`."""
+        return self._authorized(op, await self.check(sid), base_url, sid or "")
+
+    async def password_context(self, op: Operation, credentials: tuple[str, str] | None, base_url: str) -> Ctx:
+        """The context of a call that carries its own user name and password (JSON-RPC), authorized for `op`."""
+        return self._authorized(op, await self.authenticate(credentials), base_url, "")
+
+    @staticmethod
+    def _authorized(op: Operation, who: Principal, base_url: str, sid: str) -> Ctx:
+        ctx = Ctx(who.user, base_url, sid, role=who.role, privileges=roles.privileges(who.role))
+        ctx.require(op.privileges, f"{op.service}.{op.name}")
+        return ctx
+
+    async def authenticate(self, credentials: tuple[str, str] | None) -> Principal:
+        """The user for a user name and password (from whichever protocol), or UNAUTHENTICATED."""
         if credentials is None:
             raise errors.unauthenticated("Authentication required: send a user name and password.")
         user, password = credentials
@@ -106,19 +131,21 @@ class Auth:
                 log.warning("login failed %d times in a row for user %r: throttling its attempts", count, user)
             raise errors.unauthenticated("Authentication failed: the user name or password is not valid.")
         self.failures.succeeded(key)
-        return str(row["name"])
+        return Principal(str(row["name"]), str(row["role"]))
 
     async def login(self, credentials: tuple[str, str] | None) -> str:
         """`com.vmware.cis.session.create` → a new session id."""
-        user = await self.authenticate(credentials)
+        who = await self.authenticate(credentials)
         sid = secrets.token_hex(16)
         now = self.core.now()
-        await self.core.store.create_api_session(sid, user, now)
-        self.cache[sid] = _Cached(user, now, now, now, now)
+        await self.core.store.create_api_session(sid, who.user, now)
+        self.cache[sid] = _Cached(who.user, who.role, now, now, now, now)
         return sid
 
-    async def check(self, sid: str | None) -> str:
-        """The user behind a `vmware-api-session-id`, refreshing its idle timer; else UNAUTHENTICATED."""
+    async def check(self, sid: str | None) -> Principal:
+        """The user behind a `vmware-api-session-id`, refreshing its idle timer; else UNAUTHENTICATED. The user's
+        role is read again with the session every couple of seconds, so a changed role or a removed user counts
+        on every replica within that time."""
         if not sid:
             raise errors.unauthenticated(
                 "This operation requires an authenticated session: send the vmware-api-session-id header."
@@ -131,7 +158,7 @@ class Auth:
                 self.cache.pop(sid, None)
                 raise errors.unauthenticated("The session is not authenticated: unknown or expired session id.")
             last = max(row["last_accessed"], entry.last_accessed if entry else 0.0)
-            entry = _Cached(row["owner"], row["created"], last, row["last_accessed"], now)
+            entry = _Cached(row["owner"], row["role"], row["created"], last, row["last_accessed"], now)
             self.cache[sid] = entry
         if now - entry.last_accessed > self.core.settings.api_session_timeout:
             await self.logout(sid)
@@ -143,7 +170,7 @@ class Auth:
         if now - entry.stored_last_accessed > self.touch_every:
             entry.stored_last_accessed = now
             await self.core.store.touch_api_session(sid, now)
-        return entry.user
+        return Principal(entry.user, entry.role)
 
     async def info(self, sid: str) -> dict[str, Any]:
         entry = self.cache[sid]

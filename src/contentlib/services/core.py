@@ -28,6 +28,19 @@ class Ctx:
     base_url: str
     session_id: str = ""
     credentials: tuple[str, str] | None = None  # user name and password sent with the call (login)
+    role: str = ""
+    privileges: frozenset[str] = frozenset()
+
+    def require(self, privileges: tuple[str, ...], what: str) -> None:
+        """UNAUTHORIZED unless the caller's role grants every one of `privileges` (needed for `what`)."""
+        missing = [p for p in privileges if p not in self.privileges]
+        if missing:
+            raise errors.unauthorized(
+                f"Unable to authorize user {self.user}: {what} requires the privilege {', '.join(missing)}, which the "
+                f"role {self.role or 'of this caller'} does not grant.",
+                self.user,
+                *missing,
+            )
 
 
 @dataclass

@@ -19,7 +19,7 @@ import aiohttp
 
 from contentlib import errors
 from contentlib.model import AddSpec, UpdateSessionModel, to_builtins
-from contentlib.services import ovf, package, preview
+from contentlib.services import ovf, package, preview, roles
 from contentlib.services.core import (
     Core,
     Ctx,
@@ -296,7 +296,7 @@ class UpdateSessions(ItemSessions):
             return self.unchanged_file_info(current[file_name])
         raise self.no_such_file(update_session_id, file_name)
 
-    def _check_add_spec(self, spec: AddSpec) -> tuple[str | None, str | None]:
+    def _check_add_spec(self, ctx: Ctx, spec: AddSpec) -> tuple[str | None, str | None]:
         check_file_name(spec.name)
         if spec.source_type == "NONE":
             raise errors.invalid_argument("file_spec.source_type must be PUSH or PULL to add a file.")
@@ -306,6 +306,8 @@ class UpdateSessions(ItemSessions):
             if spec.source_endpoint is None:
                 raise errors.invalid_argument("file_spec.source_endpoint is required when source_type is PULL.")
             uri = urllib.parse.urlsplit(spec.source_endpoint.uri)
+            if uri.scheme in ("file", "ds"):  # the server's own storage (swagger: 403 without ReadStorage)
+                ctx.require((roles.READ_STORAGE,), f"a PULL from the {uri.scheme}:// source of '{spec.name}'")
             if uri.scheme not in ("http", "https") or not uri.hostname:
                 raise errors.invalid_argument(
                     f"file_spec.source_endpoint.uri '{spec.source_endpoint.uri}' is not supported: this server pulls "
@@ -333,7 +335,7 @@ class UpdateSessions(ItemSessions):
         return algorithm, checksum
 
     async def add_file(self, ctx: Ctx, update_session_id: str, file_spec: AddSpec) -> dict[str, Any]:
-        algorithm, checksum = self._check_add_spec(file_spec)
+        algorithm, checksum = self._check_add_spec(ctx, file_spec)
         kind = ovf.kind_of(file_spec.name)
         row = session_file_row(
             update_session_id,

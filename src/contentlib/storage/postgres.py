@@ -49,8 +49,8 @@ class PostgresStore(SqlStore):
             current = await conn.fetchval("SELECT max(version) FROM schema_version") or 0
             if current > SCHEMA_VERSION:
                 raise RuntimeError(f"the database has schema version {current}, newer than this server's")
-            if current == 0:
-                for stmt in schema_statements("DOUBLE PRECISION", "BIGINT"):
+            if current < SCHEMA_VERSION:
+                for stmt in schema_statements("DOUBLE PRECISION", "BIGINT", current):
                     await conn.execute(stmt)
                 await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", SCHEMA_VERSION)
 

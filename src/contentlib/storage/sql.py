@@ -24,13 +24,14 @@ import msgspec
 Row = dict[str, Any]
 
 # The schema, written once; a driver fills in its types for {real} (epoch seconds) and {int} (64-bit integers).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE users (
     name TEXT PRIMARY KEY,
     password_hash TEXT NOT NULL,
-    created {real} NOT NULL
+    created {real} NOT NULL,
+    role TEXT NOT NULL
 );
 CREATE UNIQUE INDEX users_name ON users (lower(name));
 CREATE TABLE api_sessions (
@@ -203,8 +204,17 @@ def session_file_row(session_id: str, name: str, **fields: Any) -> Row:
     return row
 
 
-def schema_statements(real: str, integer: str) -> list[str]:
-    return [s.strip() for s in SCHEMA.format(real=real, int=integer).split(";") if s.strip()]
+# What turns a database of version N-1 into version N (SCHEMA is always the newest whole).
+MIGRATIONS: dict[int, str] = {
+    # Users get roles; those of version 1 could do everything, so they stay Administrators.
+    2: "ALTER TABLE users ADD COLUMN role TEXT NOT NULL DEFAULT 'Administrator'",
+}
+
+
+def schema_statements(real: str, integer: str, current: int = 0) -> list[str]:
+    """The statements that bring a database of schema version `current` (0: empty) to SCHEMA_VERSION."""
+    text = SCHEMA if current == 0 else ";".join(MIGRATIONS[v] for v in range(current + 1, SCHEMA_VERSION + 1))
+    return [s.strip() for s in text.format(real=real, int=integer).split(";") if s.strip()]
 
 
 class SqlStore:
@@ -267,11 +277,11 @@ class SqlStore:
         return await self._one("SELECT * FROM users WHERE lower(name)=lower(?)", (name,))
 
     async def list_users(self) -> list[Row]:
-        return await self._all("SELECT name, created FROM users ORDER BY name")
+        return await self._all("SELECT name, role, created FROM users ORDER BY name")
 
-    async def add_user(self, name: str, password_hash: str, now: float) -> bool:
+    async def add_user(self, name: str, password_hash: str, now: float, role: str) -> bool:
         try:
-            await self._insert("users", {"name": name, "password_hash": password_hash, "created": now})
+            await self._insert("users", {"name": name, "password_hash": password_hash, "created": now, "role": role})
         except UniqueViolation:
             return False
         return True
@@ -280,6 +290,9 @@ class SqlStore:
         return (
             await self._exec("UPDATE users SET password_hash=? WHERE lower(name)=lower(?)", (password_hash, name)) > 0
         )
+
+    async def set_role(self, name: str, role: str) -> bool:
+        return await self._exec("UPDATE users SET role=? WHERE lower(name)=lower(?)", (role, name)) > 0
 
     async def remove_user(self, name: str) -> bool:
         async with self.transaction():
@@ -290,7 +303,10 @@ class SqlStore:
         await self._insert("api_sessions", {"id": sid, "owner": user, "created": now, "last_accessed": now})
 
     async def get_api_session(self, sid: str) -> Row | None:
-        return await self._one("SELECT * FROM api_sessions WHERE id=?", (sid,))
+        """The session with its owner's current role (none once the owner is removed)."""
+        return await self._one(
+            "SELECT s.*, u.role FROM api_sessions s JOIN users u ON lower(u.name) = lower(s.owner) WHERE s.id=?", (sid,)
+        )
 
     async def touch_api_session(self, sid: str, now: float) -> None:
         await self._exec("UPDATE api_sessions SET last_accessed=? WHERE id=?", (now, sid))

@@ -64,8 +64,8 @@ class SQLiteStore(SqlStore):
             current = self.db.execute("PRAGMA user_version").fetchone()["user_version"]
             if current > SCHEMA_VERSION:
                 raise RuntimeError(f"{self.path} has schema version {current}, newer than this server's")
-            if current == 0:
-                for stmt in schema_statements("REAL", "INTEGER"):
+            if current < SCHEMA_VERSION:
+                for stmt in schema_statements("REAL", "INTEGER", current):
                     self.db.execute(stmt)
                 self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self.db.execute("COMMIT")
