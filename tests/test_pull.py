@@ -394,7 +394,17 @@ def test_pull_error_can_be_added_again(api: Api, origin: Origin) -> None:
 # -- rejected at add --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("uri", ["ftp://127.0.0.1/x.bin", "gopher://127.0.0.1/x", "not a uri"])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "ftp://127.0.0.1/x.bin",
+        "gopher://127.0.0.1/x",
+        "not a uri",
+        "ds:///vmfs/volumes/datastore1/x.bin",  # no datastores here
+        "file://otherhost/tmp/x.bin",  # another machine's file
+        "file:relative/x.bin",
+    ],
+)
 def test_pull_non_http_uri_is_400(api: Api, uri: str) -> None:
     sid = api.create_session(api.create_item())
     r = api.post(f"{US}/{sid}/file", json={"name": "x.bin", "source_type": "PULL", "source_endpoint": {"uri": uri}})
@@ -402,6 +412,38 @@ def test_pull_non_http_uri_is_400(api: Api, uri: str) -> None:
     r = api.get(f"{US}/{sid}/file")
     assert r.status_code == 200, r.text
     assert r.json() == []
+
+
+def test_pull_from_a_local_file(api: Api, tmp_path: Path) -> None:
+    """file:///absolute/path reads a file of the server's machine (the administrator has ContentLibrary.ReadStorage);
+    the source stays where it is."""
+    data = os.urandom(3 * 1024 * 1024 + 7)
+    source = tmp_path / "disk image with spaces.vmdk"
+    source.write_bytes(data)
+    item = api.create_item()
+    sid = api.create_session(item)
+    uri = source.as_uri()
+    add_pull(
+        api, sid, "disk.vmdk", uri, size=len(data), checksum_info={"algorithm": "MD5", "checksum": sha("md5", data)}
+    )
+    info = wait_file(api, sid, "disk.vmdk")
+    assert info["status"] == "READY", info
+    assert info["bytes_transferred"] == len(data)
+    api.complete(sid)
+    assert api.download(item, "disk.vmdk") == data
+    assert source.read_bytes() == data
+
+
+@pytest.mark.parametrize("case", ["missing", "directory", "device"])
+def test_pull_from_an_unusable_local_path_is_error(api: Api, tmp_path: Path, case: str) -> None:
+    path = {"missing": tmp_path / "nothing-here", "directory": tmp_path, "device": Path("/dev/zero")}[case]
+    sid = api.create_session(api.create_item())
+    add_pull(api, sid, "x.bin", path.as_uri())
+    info = wait_file(api, sid, "x.bin")
+    assert info["status"] == "ERROR", info
+    text = message_text(info)
+    assert "x.bin" in text and str(path).lower() in text, text
+    assert {"missing": "no such file", "directory": "directory", "device": "not a regular file"}[case] in text, text
 
 
 def test_pull_without_source_endpoint_is_400(api: Api) -> None:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import ssl
+import stat
 import urllib.parse
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, BinaryIO
 
 import aiohttp
 
@@ -308,10 +310,11 @@ class UpdateSessions(ItemSessions):
             uri = urllib.parse.urlsplit(spec.source_endpoint.uri)
             if uri.scheme in ("file", "ds"):  # the server's own storage (swagger: 403 without ReadStorage)
                 ctx.require((roles.READ_STORAGE,), f"a PULL from the {uri.scheme}:// source of '{spec.name}'")
-            if uri.scheme not in ("http", "https") or not uri.hostname:
+            local = uri.scheme == "file" and uri.hostname in (None, "localhost") and uri.path.startswith("/")
+            if not local and (uri.scheme not in ("http", "https") or not uri.hostname):
                 raise errors.invalid_argument(
                     f"file_spec.source_endpoint.uri '{spec.source_endpoint.uri}' is not supported: this server pulls "
-                    "from http and https URLs.",
+                    "from http and https URLs, and from file:///absolute/path on its own machine.",
                     spec.source_endpoint.uri,
                 )
             if spec.source_endpoint.ssl_certificate_thumbprint is not None:
@@ -685,6 +688,13 @@ class UpdateSessions(ItemSessions):
         endpoint = load_json(row["source_endpoint"])
         uri = endpoint["uri"]
         try:
+            if uri.startswith("file:"):
+                path = urllib.parse.unquote(urllib.parse.urlsplit(uri).path)
+                with await run_blocking(open, path, "rb") as source:
+                    if not stat.S_ISREG(os.fstat(source.fileno()).st_mode):
+                        raise TransferFailed(f"Pulling '{row['name']}' from {uri} failed: not a regular file.")
+                    await self._transfer(row, _read_file(source), os.fstat(source.fileno()).st_size)
+                return
             assert self.http is not None
             async with self.http.get(uri, ssl=_pull_ssl(endpoint)) as resp:
                 if resp.status != 200:
@@ -766,6 +776,12 @@ def _thumbprint(text: str) -> bytes:
             f"ssl_certificate_thumbprint '{text}' is not a SHA-256 thumbprint (32 bytes).", text
         )
     return raw
+
+
+async def _read_file(source: BinaryIO) -> AsyncIterator[bytes]:
+    """A local file's bytes, read in worker threads a megabyte at a time."""
+    while chunk := await run_blocking(source.read, 1 << 20):
+        yield chunk
 
 
 def _pull_ssl(endpoint: dict[str, Any]) -> aiohttp.Fingerprint | ssl.SSLContext | bool:
