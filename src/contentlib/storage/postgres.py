@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from contentlib.storage.sql import SCHEMA_VERSION, Row, SqlStore, UniqueViolation, schema_statements
+from contentlib.storage.sql import SCHEMA_VERSION, Row, SqlStore, UniqueViolation, disk_full, schema_statements
 
 _MIGRATE_LOCK = 0x636C6D69  # "clmi": advisory lock keys of this application
 _SWEEPER_LOCK = 0x636C7377  # "clsw"
@@ -113,5 +113,7 @@ class PostgresStore(SqlStore):
                 status = await (conn or self.pool).execute(self._q(sql), *args)
         except asyncpg.UniqueViolationError as e:
             raise UniqueViolation(f"{e.constraint_name}: {e.detail}") from e
+        except asyncpg.DiskFullError as e:
+            raise disk_full() from e
         count = status.rsplit(" ", 1)[-1]
         return int(count) if count.isdigit() else 0
