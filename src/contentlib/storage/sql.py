@@ -164,6 +164,15 @@ class UniqueViolation(Exception):
     """A driver's unique-constraint error; the message names the constraint or its columns."""
 
 
+def check_args(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A statement's parameters, refused when a text holds NUL: PostgreSQL cannot store U+0000 in text, and every
+    backend refuses it alike (INVALID_ARGUMENT, whichever input it came from: a name, an id in a path, a user)."""
+    for value in args:
+        if isinstance(value, str) and "\x00" in value:
+            raise errors.invalid_argument("A text value holds a NUL character (U+0000), which cannot be stored.")
+    return args
+
+
 def disk_full() -> errors.ApiError:
     """What a driver raises when the database cannot write for lack of disk space: the caller is told (the vendor's
     UNABLE_TO_ALLOCATE_RESOURCE), nothing is half-written (the statement or transaction is rolled back)."""

@@ -15,7 +15,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from contentlib.storage.sql import SCHEMA_VERSION, Row, SqlStore, UniqueViolation, disk_full, schema_statements
+from contentlib.storage.sql import (
+    SCHEMA_VERSION,
+    Row,
+    SqlStore,
+    UniqueViolation,
+    check_args,
+    disk_full,
+    schema_statements,
+)
 
 
 def _dict_factory(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> Row:
@@ -117,7 +125,7 @@ class SQLiteStore(SqlStore):
 
     def _execute(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
         try:
-            return self.db.execute(sql, args)
+            return self.db.execute(sql, check_args(args))
         except sqlite3.OperationalError as e:
             if e.sqlite_errorcode == sqlite3.SQLITE_FULL:
                 raise disk_full() from e
