@@ -213,8 +213,9 @@ def test_slow_request_head_is_cut_off(slow: ServerProcess, sends: str) -> None:
     assert api.get(f"/api/content/library/item/{item}").status_code == 200
 
 
-@pytest.mark.parametrize("then", ["re-add", "remove"])
-@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+# Each case waits out aiohttp's lingering close (10 s of discarding the rest of a refused body) before the
+# connection is closed: two cases cover both framings and both ways to carry on.
+@pytest.mark.parametrize(("framing", "then"), [("content-length", "re-add"), ("chunked", "remove")])
 def test_stalled_upload_body_times_out(slow: ServerProcess, framing: str, then: str) -> None:
     """An upload whose body stops arriving for longer than --transfer-stall-timeout is failed: the uploader gets
     an error naming the timeout, the connection is closed, the file is in ERROR, its partial blob is gone, and
