@@ -30,11 +30,13 @@ TEST_S3 ?= http://127.0.0.1:8333
 test: lint
 	PATH=$(CURDIR)/$(BIN):$$PATH bash scripts/with-services.sh $(MAKE) --no-print-directory test-backends
 
-# Both passes; PostgreSQL and S3 are up (the backend-suite and replica tests use them in the first pass too).
+# Both passes; PostgreSQL and S3 are up (the backend-suite and replica tests use them in the first pass too). The
+# full-disk tests fill a local tmpfs: they belong to the first pass only.
 test-backends:
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 	CONTENTLIB_TEST_PG=$(TEST_PG) CONTENTLIB_TEST_S3=$(TEST_S3) $(BIN)/python -m pytest -n 2 --dist loadgroup \
-		--ignore tests/test_store_backends.py --ignore tests/test_replicas.py $(PYTEST_ARGS)
+		--ignore tests/test_store_backends.py --ignore tests/test_replicas.py --ignore tests/test_full_disk.py \
+		$(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(ARGS)

@@ -276,7 +276,9 @@ def test_hostile_ova_is_refused(api: Api, server: ServerProcess, kind: str) -> N
     r = k.add(api, sid, OVA, archive)
     assert r.status_code == 201, r.text
     uri = r.json()["upload_endpoint"]["uri"]
+    blobs = server.blob_ids()
     assert_error(api.put(uri, data=archive), 400, "INVALID_ARGUMENT", OVA)
+    assert set(server.blob_ids()) - set(blobs) == set()  # the members written before the bad one are gone
 
     files = k.session_files(api, sid)
     assert sorted(files) == sorted({OVA, *k.PRIOR}), sorted(files)  # no member is left
@@ -300,7 +302,7 @@ def test_hostile_ova_is_refused(api: Api, server: ServerProcess, kind: str) -> N
 
 
 @pytest.mark.parametrize("kind", ["xxe", "billion-laughs", "malformed"])
-def test_ova_with_a_bad_descriptor_is_refused(api: Api, kind: str) -> None:
+def test_ova_with_a_bad_descriptor_is_refused(api: Api, server: ServerProcess, kind: str) -> None:
     data = {"xxe": k.XXE, "billion-laughs": k.XML_BOMB, "malformed": k.MALFORMED_XML}[kind]
     pkg = k.build_package(with_manifest=False)
     archive = k.ova([("vm.ovf", data), (DISK, pkg.files[DISK])])
@@ -308,7 +310,9 @@ def test_ova_with_a_bad_descriptor_is_refused(api: Api, kind: str) -> None:
     sid = api.create_session(item_id)
     r = k.add(api, sid, OVA, archive)
     assert r.status_code == 201, r.text
+    blobs = server.blob_ids()
     assert_error(api.put(r.json()["upload_endpoint"]["uri"], data=archive), 400, "INVALID_ARGUMENT")
+    assert set(server.blob_ids()) - set(blobs) == set()
     assert k.preview(api, sid) == {"state": "UNAVAILABLE"}
     assert k.validate(api, sid)["has_errors"] is True
     assert_error(k.complete(api, sid), 400, "NOT_ALLOWED_IN_CURRENT_STATE")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import ovfkit as k
 import pytest
-from conftest import Api, assert_error
+from conftest import Api, ServerProcess, assert_error
 from cryptography import x509
 from ovfkit import US
 
@@ -458,12 +458,14 @@ HOSTILE_DESCRIPTORS = {
 
 
 @pytest.mark.parametrize("kind", list(HOSTILE_DESCRIPTORS))
-def test_bad_descriptor_goes_to_error_and_blocks_complete(api: Api, kind: str) -> None:
+def test_bad_descriptor_goes_to_error_and_blocks_complete(api: Api, server: ServerProcess, kind: str) -> None:
     item_id, before = k.seeded_item(api)
     sid = api.create_session(item_id)
     assert api.delete(f"{US}/{sid}/file/old.txt").status_code == 204
+    blobs = server.blob_ids()
     r = k.push(api, sid, "vm.ovf", HOSTILE_DESCRIPTORS[kind])
     assert_error(r, 400, "INVALID_ARGUMENT", "vm.ovf")
+    assert set(server.blob_ids()) - set(blobs) == set()  # the refused descriptor's blob is gone
     f = k.session_files(api, sid)["vm.ovf"]
     assert f["status"] == "ERROR" and "size" not in f, f
     assert f["error_message"]["default_message"], f

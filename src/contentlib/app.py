@@ -19,7 +19,7 @@ from contentlib.config import Settings
 from contentlib.protocols.jsonrpc import JsonRpcApi
 from contentlib.protocols.rest import RestApi, routes
 from contentlib.services.auth import Auth
-from contentlib.services.core import Core
+from contentlib.services.core import Core, check_text
 from contentlib.services.download_sessions import DownloadSessions
 from contentlib.services.libraries import Libraries
 from contentlib.services.trusted_certificates import TrustedCertificates
@@ -60,8 +60,8 @@ class App:
         if self._proxies and _remote_in(request.remote, self._proxies):
             proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip()
             host = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip()
-            return f"{proto or request.scheme}://{host or request.host}"
-        return f"{request.scheme}://{request.host}"
+            return check_text(f"{proto or request.scheme}://{host or request.host}", "The forwarded host")
+        return check_text(f"{request.scheme}://{request.host}", "The Host header")
 
     def web_app(self) -> web.Application:
         app = web.Application(client_max_size=self.settings.max_api_body)
@@ -167,6 +167,9 @@ def run(settings: Settings, ssl_context: Any = None) -> None:
         host=settings.host,
         port=settings.port,
         ssl_context=ssl_context,
+        # aiohttp's keep-alive timer also runs from a connection's start until its first complete request head
+        # (and from each response to the next head): it is the header timeout, and trickled headers do not reset it.
+        keepalive_timeout=settings.header_timeout,
         access_log=None,
         print=lambda _: print(f"contentlib listening on {scheme}://{settings.host}:{settings.port}", flush=True),
     )

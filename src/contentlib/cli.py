@@ -125,7 +125,17 @@ def main() -> None:
     default=60.0,
     show_default=True,
     envvar="CONTENTLIB_TRANSFER_STALL_TIMEOUT",
-    help="Seconds without progress after which a transfer is failed (its replica is taken for dead).",
+    help="Seconds without progress after which a transfer is failed: an upload whose body stops arriving, or one "
+    "whose replica died.",
+)
+@click.option(
+    "--header-timeout",
+    type=float,
+    default=60.0,
+    show_default=True,
+    envvar="CONTENTLIB_HEADER_TIMEOUT",
+    help="Seconds a client has to send a complete request line and headers, from connecting or from its previous "
+    "response; the connection is closed after that (slow clients, idle keep-alive connections).",
 )
 def serve(
     listen: str,
@@ -142,6 +152,7 @@ def serve(
     sweep_interval: float,
     session_retention: float,
     transfer_stall_timeout: float,
+    header_timeout: float,
 ) -> None:
     """Run the server."""
     from contentlib.app import run
@@ -154,6 +165,8 @@ def serve(
         ("--update-session-timeout", update_session_timeout),
         ("--api-session-timeout", api_session_timeout),
         ("--sweep-interval", sweep_interval),
+        ("--transfer-stall-timeout", transfer_stall_timeout),
+        ("--header-timeout", header_timeout),
     ):
         if value <= 0:
             raise click.BadParameter(f"{name} must be positive")
@@ -167,6 +180,7 @@ def serve(
         sweep_interval=sweep_interval,
         session_retention=session_retention,
         transfer_stall_timeout=transfer_stall_timeout,
+        header_timeout=header_timeout,
         database=database,
         blobs=blobs,
         public_url=public_url,

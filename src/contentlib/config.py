@@ -17,7 +17,10 @@ class Settings:
     api_session_timeout: float = 1800.0  # idle seconds before an API session expires
     sweep_interval: float = 10.0
     session_retention: float = 3600.0  # seconds a finished session stays readable
-    transfer_stall_timeout: float = 60.0  # seconds without progress after which a transfer's replica is taken for dead
+    # seconds without progress after which a transfer is failed: an upload whose body stops arriving (its
+    # connection is closed), or one whose replica died
+    transfer_stall_timeout: float = 60.0
+    header_timeout: float = 60.0  # seconds a connection may go without sending a complete request head
     max_api_body: int = 1024 * 1024
     database: str | None = None  # postgresql://... (several replicas); None: SQLite in the data dir
     blobs: str | None = None  # file:///dir or s3://bucket/prefix?endpoint=...; None: <data dir>/blobs

@@ -92,6 +92,12 @@ def concurrent_change(text: str, *args: object) -> ApiError:
     return ApiError("CONCURRENT_CHANGE", "com.vmware.vapi.std.errors.concurrent_change", text, *args)
 
 
+def unable_to_allocate(text: str, *args: object) -> ApiError:
+    return ApiError(
+        "UNABLE_TO_ALLOCATE_RESOURCE", "com.vmware.vapi.std.errors.unable_to_allocate_resource", text, *args
+    )
+
+
 def unauthenticated(text: str = "Authentication required.") -> ApiError:
     return ApiError("UNAUTHENTICATED", "com.vmware.vapi.endpoint.method.authentication.required", text)
 

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 BLOCK = 512
 MAX_META = 1024 * 1024  # a pax or long-name header is metadata; refuse huge ones
+# An OVF package is a descriptor, a manifest, a certificate and its disks (a VM has at most 256); each member becomes
+# a file of the session, so an archive of thousands of empty members would be a cheap way to keep the server busy.
+MAX_MEMBERS = 300
 
 
 class TarError(Exception):
@@ -86,6 +89,7 @@ class TarReader:
         self._next_size: int | None = None
         self._in_member = False
         self._zero_blocks = 0
+        self._members = 0
         self.ended = False
 
     def feed(self, chunk: bytes | memoryview) -> list[Event]:
@@ -170,6 +174,9 @@ class TarReader:
             name = name[2:]
         if not name or "/" in name or "\\" in name or name in (".", "..") or "\0" in name:
             raise TarError(f"the archive member {name!r} is not a plain file name")
+        self._members += 1
+        if self._members > MAX_MEMBERS:
+            raise TarError(f"the archive holds more than {MAX_MEMBERS} files")
         self._in_member = True
         self._remaining = size
         events.append(Member(name, size))

@@ -181,10 +181,10 @@ class JsonRpcApi:
 
     @staticmethod
     def _envelope(body: bytes) -> tuple[dict[str, Any], Any]:
-        try:
-            message = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise JsonRpcError(-32700, "Parse error: the body is not JSON") from None
+        try:  # msgspec, not json: it refuses what is not UTF-8, lone surrogate escapes included
+            message = msgspec.json.decode(body)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            raise JsonRpcError(-32700, "Parse error: the body is not JSON (UTF-8)") from None
         except RecursionError:
             raise JsonRpcError(-32600, "Invalid Request: the body is nested too deeply") from None
         if not isinstance(message, dict):

@@ -8,7 +8,6 @@ the error with the status the vendor's spec gives. It decides nothing about the 
 from __future__ import annotations
 
 import base64
-import binascii
 import logging
 import re
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from aiohttp import web
 
 from contentlib import errors
 from contentlib.operations import Operation
-from contentlib.services.core import Ctx
+from contentlib.services.core import Ctx, check_text
 
 if TYPE_CHECKING:
     from contentlib.app import App
@@ -128,11 +127,17 @@ def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
         raise errors.unauthenticated("Authentication required: send user name and password with HTTP Basic.")
     try:
         user, sep, password = base64.b64decode(authorization[6:].strip(), validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # not base64 (binascii.Error), not ASCII, or not UTF-8 once decoded
         raise errors.unauthenticated("The Authorization header is not valid HTTP Basic.") from None
     if not sep or not user:
         raise errors.unauthenticated("The Authorization header is not valid HTTP Basic.")
     return user, password
+
+
+def _header(request: web.Request, name: str) -> str | None:
+    """A request header's value; bytes that are not UTF-8 (aiohttp keeps them as surrogates) are a bad request."""
+    value = request.headers.get(name)
+    return None if value is None else check_text(value, f"The {name} header")
 
 
 def _invalid(e: Exception) -> errors.ApiError:
@@ -146,6 +151,8 @@ def _decode(body: bytes, type_: Any) -> Any:
         return msgspec.json.decode(body or b"{}", type=type_)
     except (msgspec.ValidationError, msgspec.DecodeError) as e:
         raise _invalid(e) from None
+    except UnicodeDecodeError:  # msgspec raises it for bytes that are not UTF-8
+        raise errors.invalid_argument("The request body is not valid JSON: it is not UTF-8.") from None
     except RecursionError:
         raise errors.invalid_argument("The request body is nested too deeply.") from None
 
@@ -198,8 +205,8 @@ class RestApi:
     async def _authenticate(self, request: web.Request, op: Operation) -> Ctx:
         base_url = self.app.base_url(request)
         if not op.auth:
-            return Ctx("", base_url, credentials=_basic_credentials(request.headers.get("Authorization")))
-        return await self.app.auth.session_context(op, request.headers.get("vmware-api-session-id"), base_url)
+            return Ctx("", base_url, credentials=_basic_credentials(_header(request, "Authorization")))
+        return await self.app.auth.session_context(op, _header(request, "vmware-api-session-id"), base_url)
 
     async def _inputs(self, request: web.Request, op: Operation, path_args: dict[str, str]) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}
@@ -214,7 +221,7 @@ class RestApi:
             elif p.kind == "body":
                 kwargs[p.name] = _decode(body, p.type)
             elif p.kind == "header":
-                value = request.headers.get(p.wire or p.name)
+                value = _header(request, p.wire or p.name)
                 if value is None and p.name == "client_token":
                     value = request.query.get("client_token")  # the 8.0.2 spec's form
                 kwargs[p.name] = value

@@ -120,6 +120,16 @@ def check_file_name(name: str) -> str:
     return name
 
 
+def check_text(value: str, what: str) -> str:
+    """`value` if it is valid Unicode text: bytes that were not UTF-8 (kept by aiohttp and the stdlib as lone
+    surrogates) can be neither stored nor echoed back, so they are INVALID_ARGUMENT, not a 500."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise errors.invalid_argument(f"{what} is not valid UTF-8.") from None
+    return value
+
+
 def message_json(msg_id: str, text: str, *args: object) -> str:
     return dumps(errors.message(msg_id, text, *args))
 

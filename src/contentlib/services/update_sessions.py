@@ -37,10 +37,11 @@ from contentlib.services.sessions import ACTIVE, ItemSessions
 from contentlib.storage.blobs import read_head
 from contentlib.storage.sql import Row, dumps, session_file_row
 from contentlib.tarstream import Data, Member, MemberEnd, TarError, TarReader
-from contentlib.transfer import Receiver, run_blocking
+from contentlib.transfer import Receiver, idle_limited, run_blocking
 
 TRANSFER_FAILED = "com.vmware.content.updatesession.file.transfer_failed"
 _HEX_LENGTH = {"SHA1": 40, "MD5": 32, "SHA256": 64, "SHA512": 128}
+_RECEIVING = ("TRANSFERRING", "VALIDATING")  # a file in these states belongs to the request receiving it
 _PROGRESS_EVERY = 1.0  # seconds between progress writes (bytes_transferred, session activity) during a transfer
 
 
@@ -420,7 +421,7 @@ class UpdateSessions(ItemSessions):
             reason = f"The upload of '{name}' carries {content_length} bytes but its declared size is {declared} bytes."
             await self._set_file_error(row, None, reason)
             raise errors.invalid_argument(reason, name, msg_id=TRANSFER_FAILED)
-        await self._transfer(row, chunks, content_length)
+        await self._transfer(row, idle_limited(chunks, self.core.settings.transfer_stall_timeout), content_length)
 
     async def _transfer(self, row: Row, chunks: AsyncIterator[bytes], content_length: int | None) -> None:
         """Receive one file (or unpack one OVA) into the session: TRANSFERRING → READY, or ERROR with a reason."""
@@ -430,7 +431,8 @@ class UpdateSessions(ItemSessions):
         async with self.store.transaction():
             session = await self.session(sid)
             self.require_active(session, "upload to")
-            started = await self.store.update_session_file(
+            # The claim: a compare-and-set on the row as read, and never a row another request is receiving.
+            started = row["status"] not in _RECEIVING and await self.store.update_session_file(
                 sid,
                 name,
                 {
@@ -740,7 +742,9 @@ def _failure(e: BaseException, name: str, live: LiveTransfer) -> TransferFailed:
     if isinstance(e, asyncio.CancelledError):
         reason = f"The transfer of '{name}' was stopped: {live.aborted or 'the request was canceled'}."
         return TransferFailed(reason, errors.not_allowed(reason, name))
-    if isinstance(e, TimeoutError | ConnectionError | aiohttp.ClientError):
+    if isinstance(e, TimeoutError):
+        return TransferFailed(f"The transfer of '{name}' timed out after {live.bytes} bytes: {e or 'no data arrived'}.")
+    if isinstance(e, ConnectionError | aiohttp.ClientError):
         return TransferFailed(
             f"The connection was lost while receiving '{name}' after {live.bytes} bytes ({e.__class__.__name__})."
         )

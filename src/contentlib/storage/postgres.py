@@ -17,7 +17,15 @@ from typing import Any
 
 import asyncpg
 
-from contentlib.storage.sql import SCHEMA_VERSION, Row, SqlStore, UniqueViolation, schema_statements
+from contentlib.storage.sql import (
+    SCHEMA_VERSION,
+    Row,
+    SqlStore,
+    UniqueViolation,
+    check_args,
+    disk_full,
+    schema_statements,
+)
 
 _MIGRATE_LOCK = 0x636C6D69  # "clmi": advisory lock keys of this application
 _SWEEPER_LOCK = 0x636C7377  # "clsw"
@@ -94,15 +102,16 @@ class PostgresStore(SqlStore):
 
     async def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Row | None:
         conn = self._conn.get()
-        row = await (conn or self.pool).fetchrow(self._q(sql), *args)
+        row = await (conn or self.pool).fetchrow(self._q(sql), *check_args(args))
         return None if row is None else dict(row)
 
     async def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[Row]:
         conn = self._conn.get()
-        return [dict(r) for r in await (conn or self.pool).fetch(self._q(sql), *args)]
+        return [dict(r) for r in await (conn or self.pool).fetch(self._q(sql), *check_args(args))]
 
     async def _exec(self, sql: str, args: tuple[Any, ...] = (), may_conflict: bool = False) -> int:
         conn = self._conn.get()
+        args = check_args(args)
         try:
             if conn is not None and may_conflict:
                 # A savepoint keeps the surrounding transaction usable when the statement hits a unique constraint
@@ -113,5 +122,7 @@ class PostgresStore(SqlStore):
                 status = await (conn or self.pool).execute(self._q(sql), *args)
         except asyncpg.UniqueViolationError as e:
             raise UniqueViolation(f"{e.constraint_name}: {e.detail}") from e
+        except asyncpg.DiskFullError as e:
+            raise disk_full() from e
         count = status.rsplit(" ", 1)[-1]
         return int(count) if count.isdigit() else 0

@@ -21,6 +21,8 @@ from typing import Any
 
 import msgspec
 
+from contentlib import errors
+
 Row = dict[str, Any]
 
 # The schema, written once; a driver fills in its types for {real} (epoch seconds) and {int} (64-bit integers).
@@ -161,6 +163,23 @@ class TokenTaken(Exception):
 
 class UniqueViolation(Exception):
     """A driver's unique-constraint error; the message names the constraint or its columns."""
+
+
+def check_args(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A statement's parameters, refused when a text holds NUL: PostgreSQL cannot store U+0000 in text, and every
+    backend refuses it alike (INVALID_ARGUMENT, whichever input it came from: a name, an id in a path, a user)."""
+    for value in args:
+        if isinstance(value, str) and "\x00" in value:
+            raise errors.invalid_argument("A text value holds a NUL character (U+0000), which cannot be stored.")
+    return args
+
+
+def disk_full() -> errors.ApiError:
+    """What a driver raises when the database cannot write for lack of disk space: the caller is told (the vendor's
+    UNABLE_TO_ALLOCATE_RESOURCE), nothing is half-written (the statement or transaction is rolled back)."""
+    return errors.unable_to_allocate(
+        "The metadata database cannot write: no space left on its disk. Free some space and try again."
+    )
 
 
 def dumps(value: Any) -> str:

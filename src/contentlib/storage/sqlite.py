@@ -15,7 +15,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from contentlib.storage.sql import SCHEMA_VERSION, Row, SqlStore, UniqueViolation, schema_statements
+from contentlib.storage.sql import (
+    SCHEMA_VERSION,
+    Row,
+    SqlStore,
+    UniqueViolation,
+    check_args,
+    disk_full,
+    schema_statements,
+)
 
 
 def _dict_factory(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> Row:
@@ -103,27 +111,36 @@ class SQLiteStore(SqlStore):
             finally:
                 self._tx_depth -= 1
             return
-        self.db.execute("BEGIN IMMEDIATE")
+        self._execute("BEGIN IMMEDIATE")
         self._tx_depth = 1
         try:
             yield
+            self._tx_depth = 0
+            self._execute("COMMIT")
         except BaseException:
             self._tx_depth = 0
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:  # SQLite may have rolled back already (a full disk does)
+                self.db.execute("ROLLBACK")
             raise
-        self._tx_depth = 0
-        self.db.execute("COMMIT")
+
+    def _execute(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        try:
+            return self.db.execute(sql, check_args(args))
+        except sqlite3.OperationalError as e:
+            if e.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                raise disk_full() from e
+            raise
 
     async def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Row | None:
-        row: Row | None = self.db.execute(sql, args).fetchone()
+        row: Row | None = self._execute(sql, args).fetchone()
         return row
 
     async def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[Row]:
-        return list(self.db.execute(sql, args).fetchall())
+        return list(self._execute(sql, args).fetchall())
 
     async def _exec(self, sql: str, args: tuple[Any, ...] = (), may_conflict: bool = False) -> int:
         try:
-            return self.db.execute(sql, args).rowcount
+            return self._execute(sql, args).rowcount
         except sqlite3.IntegrityError as e:
             if "UNIQUE" in str(e):
                 raise UniqueViolation(str(e)) from e
