@@ -49,7 +49,7 @@ class App:
         self.rest = RestApi(self)
         self.jsonrpc = JsonRpcApi(self)
         self._proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
-        self._sweeper: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []  # the sweeper and the transfer watchdog
         self._last_gc = 0.0
 
     def base_url(self, request: web.BaseRequest) -> str:
@@ -81,13 +81,14 @@ class App:
         await self.libraries.start()
         await self.update_sessions.fail_stalled(owner=self.core.replica_id)  # what this replica ran before it stopped
         await self.collect_garbage(grace=0.0)
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+        loop = asyncio.get_running_loop()
+        self._background = [loop.create_task(self._sweep_forever()), loop.create_task(self._watch_transfers())]
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for task in self._background:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+                await task
         for live in list(self.core.live.values()):
             if live.task is not None:
                 live.task.cancel()
@@ -95,6 +96,13 @@ class App:
             await self.update_sessions.http.close()
         await self.store.close()
         await self.core.blobs.close()
+
+    async def _watch_transfers(self) -> None:
+        """Every replica stops its own stalled transfers (their connections are here), a few times per timeout."""
+        every = min(1.0, self.settings.transfer_stall_timeout / 4)
+        while True:
+            await asyncio.sleep(every)
+            self.core.stop_stalled_transfers(time.monotonic())
 
     async def _sweep_forever(self) -> None:
         while True:

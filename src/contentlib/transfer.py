@@ -15,7 +15,7 @@ import hashlib
 import mmap
 import os
 import threading
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -64,21 +64,6 @@ async def _write(previous: asyncio.Future[Any] | None, sink: Sink, buf: mmap.mma
 
 async def run_blocking(fn: Any, *args: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(_pool, fn, *args)
-
-
-async def idle_limited(chunks: AsyncIterator[bytes], seconds: float) -> AsyncIterator[bytes]:
-    """`chunks`, failing with TimeoutError when the next one takes longer than `seconds` to arrive (a client that
-    stops sending, or trickles, does not hold a transfer and its connection forever)."""
-    iterator = aiter(chunks)
-    while True:
-        try:
-            async with asyncio.timeout(seconds):
-                chunk = await anext(iterator)
-        except StopAsyncIteration:
-            return
-        except TimeoutError:
-            raise TimeoutError(f"no data arrived for {seconds:g} seconds") from None
-        yield chunk
 
 
 class Receiver:

@@ -46,11 +46,14 @@ class Ctx:
 @dataclass
 class LiveTransfer:
     """An upload or pull in progress in this process: its byte count for `File.Info.bytes_transferred`, and the
-    means to stop it when its session ends."""
+    means to stop it when its session ends or it stalls."""
 
     bytes: int = 0
     task: asyncio.Task[Any] | None = None
     aborted: str | None = None  # why it must stop, once it must
+    stalled: bool = False  # it was stopped because no data arrived
+    seen: int = 0  # `bytes` when the watchdog last saw them move, and when (time.monotonic())
+    seen_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -89,6 +92,18 @@ class Core:
                 live.aborted = reason
                 if live.task is not None:
                     live.task.cancel()
+
+    def stop_stalled_transfers(self, now: float) -> None:
+        """Stop this process's transfers whose byte count has not moved for --transfer-stall-timeout seconds: a
+        client that stopped sending (or trickles nothing), a source that stopped answering. A watchdog calls this
+        every so often, so receiving a chunk costs nothing more than counting it."""
+        limit = self.settings.transfer_stall_timeout
+        for live in list(self.live.values()):
+            if live.bytes != live.seen:
+                live.seen, live.seen_at = live.bytes, now
+            elif now - live.seen_at >= limit and live.aborted is None and live.task is not None:
+                live.aborted, live.stalled = f"no data arrived for {limit:g} seconds", True
+                live.task.cancel()
 
     async def discard_blobs(self, blob_ids: list[str]) -> None:
         """Delete blobs that lost their last reference (checked again: another row may share it). Unlinking a

@@ -37,7 +37,7 @@ from contentlib.services.sessions import ACTIVE, ItemSessions
 from contentlib.storage.blobs import read_head
 from contentlib.storage.sql import Row, dumps, session_file_row
 from contentlib.tarstream import Data, Member, MemberEnd, TarError, TarReader
-from contentlib.transfer import Receiver, idle_limited, run_blocking
+from contentlib.transfer import Receiver, run_blocking
 
 TRANSFER_FAILED = "com.vmware.content.updatesession.file.transfer_failed"
 _HEX_LENGTH = {"SHA1": 40, "MD5": 32, "SHA256": 64, "SHA512": 128}
@@ -421,7 +421,7 @@ class UpdateSessions(ItemSessions):
             reason = f"The upload of '{name}' carries {content_length} bytes but its declared size is {declared} bytes."
             await self._set_file_error(row, None, reason)
             raise errors.invalid_argument(reason, name, msg_id=TRANSFER_FAILED)
-        await self._transfer(row, idle_limited(chunks, self.core.settings.transfer_stall_timeout), content_length)
+        await self._transfer(row, chunks, content_length)
 
     async def _transfer(self, row: Row, chunks: AsyncIterator[bytes], content_length: int | None) -> None:
         """Receive one file (or unpack one OVA) into the session: TRANSFERRING → READY, or ERROR with a reason."""
@@ -739,6 +739,8 @@ def _failure(e: BaseException, name: str, live: LiveTransfer) -> TransferFailed:
     """What a transfer that raised `e` tells the file (its error_message) and the uploader (the error)."""
     if isinstance(e, TransferFailed):
         return e
+    if isinstance(e, asyncio.CancelledError) and live.stalled:
+        return TransferFailed(f"The transfer of '{name}' timed out after {live.bytes} bytes: {live.aborted}.")
     if isinstance(e, asyncio.CancelledError):
         reason = f"The transfer of '{name}' was stopped: {live.aborted or 'the request was canceled'}."
         return TransferFailed(reason, errors.not_allowed(reason, name))
