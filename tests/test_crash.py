@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import os
 import random
+import signal
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import ServerProcess
 from crashloop import PG_DEFAULT, S3_DEFAULT, run_crashloop
 
-pytestmark = [pytest.mark.xdist_group("crash"), pytest.mark.slow]
+pytestmark = [pytest.mark.xdist_group("crash")]
 
 PG = os.environ.get("CONTENTLIB_TEST_PG")
 S3 = os.environ.get("CONTENTLIB_TEST_S3")
@@ -26,6 +30,7 @@ BACKEND = "pg-s3" if PG or S3 else "sqlite-disk"
 KILLS = int(os.environ.get("CONTENTLIB_CRASH_KILLS", "10"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", [BACKEND])
 def test_crash_loop_survives_sigkill(backend: str, tmp_path: Path) -> None:
     seed = int(os.environ.get("CONTENTLIB_CRASH_SEED") or random.randrange(2**32))
@@ -48,3 +53,20 @@ def test_crash_loop_survives_sigkill(backend: str, tmp_path: Path) -> None:
     assert summary["completes"] + summary["resumed after restart"] > 0, summary
     assert summary["files verified after restarts"] > 0, summary
     assert summary["invariant checks run"] >= 3 * KILLS, summary
+
+
+def test_an_empty_replica_identity_left_by_a_crash_at_first_start_is_replaced(
+    make_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """A kill between creating data/replica-id and writing it left an empty identity, which every replica that
+    crashed so would share (and fail each other's transfers at restart as their own); the next start writes a new
+    one, whole, and keeps it."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "replica-id").write_text("")
+    srv = make_server(data_dir=data)
+    rid = (data / "replica-id").read_text().strip()
+    assert str(uuid.UUID(rid)) == rid
+    srv.restart(signal.SIGKILL)
+    assert (data / "replica-id").read_text().strip() == rid
+    assert sorted(p.name for p in data.glob("replica-id*")) == ["replica-id"]
