@@ -408,11 +408,9 @@ class Worker(threading.Thread):
         except ServerGone:
             pass
         except CrashLoopFailure as e:
-            if not self.rnd.killed.is_set() or "did not answer" not in str(e):
-                self.rnd.errors.append(str(e))
-        except Exception as e:
-            if not self.rnd.killed.is_set():
-                self.rnd.errors.append(f"worker crashed: {e!r}")
+            self.rnd.errors.append(str(e))
+        except Exception as e:  # a response that is not what the API promises (a body without a field, ...)
+            self.rnd.errors.append(f"worker crashed: {e!r}")
 
     def my_items(self) -> list[Item]:
         with self.rnd.ledger.lock:
@@ -498,10 +496,7 @@ class Worker(threading.Thread):
         body: dict[str, Any] = {"library_item_id": item.id}
         if self.rng.random() < 0.3:
             body["warning_behavior"] = [{"type": self.rng.choice(WARNINGS), "ignored": self.rng.random() < 0.5}]
-        r = self.call("POST", US, json=body)
-        if r.status_code == 500 and r.json().get("error_type") == "RESOURCE_BUSY":
-            self.skip.add(item.id)  # a session of the killed server still holds it; it will expire
-            return
+        r = self.call("POST", US, json=body)  # the item is free: the checks waited for every older session to end
         self.expect(r, 201, f"create update session on {item.id}")
         rec = SessionRecord(r.json(), item.id)
         with self.rnd.ledger.lock:
