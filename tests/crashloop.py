@@ -4,11 +4,12 @@ Importable (`run_crashloop(...)`, used by tests/test_crash.py and bench/soak.py)
 
     python tests/crashloop.py --kills 100 --backend sqlite-disk|pg-s3 [--seed N] [--workers 4] [--dir PARENT]
 
-One round: the server (started on the data of the round before) is checked, then worker threads run a random mix over
-real HTTP (create items; update sessions adding 1-4 files of 0 B, a few KiB, 1-8 MiB and now and then 16-40 MiB, PUT
-with declared SHA1/SHA256, re-adds, removes, PATCH warning_behavior, keep-alive, list checks; then complete, cancel,
-fail or abandon; download sessions that read files back and compare bytes), and the server is killed with SIGKILL
-after a random delay, or just after a big upload or a complete was sent. Each worker owns one library, so the items
+One round: worker threads run a random mix over real HTTP (create and delete items; update sessions adding 1-4 files
+of 0 B, a few KiB, 1-8 MiB and now and then 16-40 MiB, PUT with declared SHA1/SHA256, re-adds, removes, PATCH
+warning_behavior, keep-alive, list checks; then complete, cancel, fail or abandon; download sessions that read files
+back and compare bytes), the server is killed with SIGKILL after a random delay, or just after a big upload or a
+complete was sent, in one round out of five killed again during its restart (while it recovers), then restarted on
+the same data dir / database / bucket prefix and checked. Each worker owns one library, so the items
 of a library change one session at a time and the client-side ledger knows, for every item, the file set
 (name -> SHA1, size) and content_version of its last ACKNOWLEDGED complete, plus the one complete in flight at the
 kill (which may or may not have applied).
@@ -22,9 +23,10 @@ Invariants checked after each restart (through the API, and straight in the stor
   session gives (so it never decreases and moves with every acknowledged complete that changed something), and the
   in-flight session is DONE exactly when its files are the item's (no half-completed session);
 - the update sessions of the killed server are in a sane state: none DONE unless its complete applied, their files
-  never TRANSFERRING (a transfer of the dead process is failed at restart), every READY file holds bytes the client
-  sent for that name; about half of the ACTIVE ones are resumed (files that are not READY removed, then completed,
-  and the item read back), some canceled, the rest left to expire;
+  never TRANSFERRING (a transfer of the dead process is failed at restart, and says it was interrupted), every READY
+  file holds bytes the client sent for that name; about half of the ACTIVE ones are resumed (files that are not
+  READY removed, then completed, and the item read back), some canceled, the rest left to expire; an item whose
+  delete was in flight is gone or intact;
 - once every session of the killed server has ended (the sweeper expires the idle ones), the stored blobs are exactly
   the blobs the items' files point at: nothing staged by a dead session is left (on S3: no open multipart upload
   either), nothing published is lost.
@@ -983,6 +985,9 @@ def run_crashloop(
         "downloads checked": counts["downloads"],
         "files verified after restarts": counts["files_verified"],
         "invariant checks run": counts["invariant_checks"],
+        "database checks": "integrity_check + foreign_key_check"
+        if b.amcheck is None
+        else f"relational + {'amcheck (bt_index_check, verify_heapam)' if b.amcheck else 'no amcheck available'}",
         "seconds": round(time.monotonic() - started, 1),
     }
 
