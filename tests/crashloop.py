@@ -409,6 +409,9 @@ class Worker(threading.Thread):
                 self.step()
         except ServerGone:
             pass
+        except requests.RequestException as e:  # the login, before any call()
+            if not self.rnd.killed.is_set():
+                self.rnd.errors.append(f"the server did not answer while it was up: {e!r}")
         except CrashLoopFailure as e:
             self.rnd.errors.append(str(e))
         except Exception as e:  # a response that is not what the API promises (a body without a field, ...)
