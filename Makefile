@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install serve test test-backends lint bench clean
+.PHONY: install serve test test-backends lint bench soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -40,6 +40,10 @@ test-backends:
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(ARGS)
+
+# The crash harness with 100 SIGKILLs per backend pair (SQLite + disk, PostgreSQL + S3), then the long fuzzing run.
+soak: $(STAMP)
+	PATH=$(CURDIR)/$(BIN):$$PATH bash scripts/with-services.sh $(BIN)/python bench/soak.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) contentlib-data .pytest_cache .mypy_cache .ruff_cache

@@ -41,24 +41,25 @@ S3_ENV = {
 S3_BUCKET = "contentlib-test"
 
 
-def create_database() -> str:
-    """A new empty PostgreSQL database on TEST_PG; its URL."""
+def create_database(pg: str | None = TEST_PG) -> str:
+    """A new empty PostgreSQL database on the server `pg` (default TEST_PG); its URL."""
     import asyncio
 
     import asyncpg
 
-    assert TEST_PG
+    assert pg
+    pg = pg.rstrip("/")
     name = f"cl_test_{uuid.uuid4().hex[:12]}"
 
     async def create() -> None:
-        conn = await asyncpg.connect(f"{TEST_PG}/postgres")
+        conn = await asyncpg.connect(f"{pg}/postgres")
         try:
             await conn.execute(f'CREATE DATABASE "{name}"')
         finally:
             await conn.close()
 
     asyncio.run(create())
-    return f"{TEST_PG}/{name}"
+    return f"{pg}/{name}"
 
 
 def drop_database(url: str) -> None:
@@ -66,11 +67,10 @@ def drop_database(url: str) -> None:
 
     import asyncpg
 
-    assert TEST_PG
-    name = url.rsplit("/", 1)[1]
+    pg, name = url.rsplit("/", 1)
 
     async def drop() -> None:
-        conn = await asyncpg.connect(f"{TEST_PG}/postgres")
+        conn = await asyncpg.connect(f"{pg}/postgres")
         try:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
@@ -86,10 +86,18 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """A `contentlib serve` child process on a free loopback port."""
+    """A `contentlib serve` child process on a free loopback port. With `pg` (a PostgreSQL server URL) it gets a
+    database of its own there, with `s3` (an S3 endpoint) a prefix of its own in S3_BUCKET; both default to the
+    CONTENTLIB_TEST_* switches, and explicit `--database`/`--blobs` args win over them."""
 
     def __init__(
-        self, data_dir: Path, args: list[str] | None = None, env: dict[str, str] | None = None, http: bool = True
+        self,
+        data_dir: Path,
+        args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        http: bool = True,
+        pg: str | None = TEST_PG,
+        s3: str | None = TEST_S3,
     ) -> None:
         self.data_dir = data_dir
         self.args = list(args or [])
@@ -98,14 +106,20 @@ class ServerProcess:
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}.log"
-        self.database = create_database() if TEST_PG and "--database" not in self.args else None
-        self.s3_prefix = f"t-{uuid.uuid4().hex[:12]}" if TEST_S3 and "--blobs" not in self.args else None
+        self.s3 = s3.rstrip("/") if s3 else None
+        self.database = create_database(pg) if pg and "--database" not in self.args else None
+        self.s3_prefix = f"t-{uuid.uuid4().hex[:12]}" if self.s3 and "--blobs" not in self.args else None
 
     @property
     def base(self) -> str:
         return f"{'http' if self.http else 'https'}://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> None:
+        self.launch()
+        self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Start the process without waiting for it to serve (`wait_ready` waits)."""
         env = dict(os.environ)
         env.setdefault("CONTENTLIB_ADMIN_PASSWORD", ADMIN_PASSWORD)
         env.update(self.env)
@@ -124,12 +138,15 @@ class ServerProcess:
         if self.database:
             cmd += ["--database", self.database]
         if self.s3_prefix:
-            cmd += ["--blobs", f"s3://{S3_BUCKET}/{self.s3_prefix}?endpoint={TEST_S3}"]
+            cmd += ["--blobs", f"s3://{S3_BUCKET}/{self.s3_prefix}?endpoint={self.s3}"]
             env.update({k: v for k, v in S3_ENV.items() if k not in self.env})
         cmd += self.args
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -160,18 +177,22 @@ class ServerProcess:
         if not self.s3_prefix:
             root = self.data_dir / "blobs"
             return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+        s3 = self.s3_client()
+        prefix = f"{self.s3_prefix}/blobs/"
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=S3_BUCKET, Prefix=prefix)
+        return sorted(o["Key"][len(prefix) :] for page in pages for o in page.get("Contents", []))
+
+    def s3_client(self) -> Any:
+        """A boto3 client for this server's S3 endpoint."""
         import boto3
 
-        s3 = boto3.client(
+        return boto3.client(
             "s3",
-            endpoint_url=TEST_S3,
+            endpoint_url=self.s3,
             aws_access_key_id=S3_ENV["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=S3_ENV["AWS_SECRET_ACCESS_KEY"],
             region_name=S3_ENV["AWS_DEFAULT_REGION"],
         )
-        prefix = f"{self.s3_prefix}/blobs/"
-        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=S3_BUCKET, Prefix=prefix)
-        return sorted(o["Key"][len(prefix) :] for page in pages for o in page.get("Contents", []))
 
     def store_args(self) -> list[str]:
         """The flags that point a `contentlib user ...` command at this server's data."""

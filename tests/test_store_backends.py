@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import mmap
 import os
 import threading
 import time
@@ -1168,6 +1169,26 @@ def test_blob_list_ids_and_delete_all(run_blobs: Callable[..., None]) -> None:
         await blobs.store.delete_all([ids[2]])
         await blobs.store.delete_all([ids[2]])  # deleting twice is no error
         assert await blobs.store.list_ids() == []
+
+    run_blobs(body)
+
+
+def test_blob_left_half_written_by_a_dead_writer_is_listed_and_collected(run_blobs: Callable[..., None]) -> None:
+    """A process killed while writing leaves a partial blob (a file on disk, an open multipart upload on S3): it is
+    listed, so the garbage collector sees it, and delete_orphans removes it once older than the grace period."""
+
+    async def body(blobs: BlobBackend) -> None:
+        bid = blob_id()
+        buf = mmap.mmap(-1, 4096)  # page-aligned, like the Receiver's batches
+        buf.write(b"x" * 4096)
+        sink = blobs.store.sink(bid)
+        await sink.write(memoryview(buf), 4096, 0)  # then neither commit nor abort: the writer died
+        assert await blobs.store.list_ids() == [bid]
+        assert await blobs.store.delete_orphans([bid], 3600) == 0
+        assert await blobs.store.list_ids() == [bid]
+        assert await blobs.store.delete_orphans([bid], 0) == 1
+        assert await blobs.store.list_ids() == []
+        await sink.abort()  # the late writer's clean-up finds nothing to remove
 
     run_blobs(body)
 

@@ -149,12 +149,16 @@ def _remote_in(remote: str | None, networks: list[ipaddress.IPv4Network | ipaddr
 def replica_id(data_dir: Path) -> str:
     """This replica's identity, kept in its data dir: transfers it ran before a restart are known as its own."""
     path = data_dir / "replica-id"
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        rid = str(uuid.uuid4())
-        path.write_text(rid + "\n")
-        return rid
+    with contextlib.suppress(FileNotFoundError):
+        if rid := path.read_text().strip():
+            return rid
+    # Written whole or not at all: a crash during the first start must not leave an empty identity behind (the
+    # replicas that did would share it). No transfer can have been recorded under an identity never written.
+    rid = str(uuid.uuid4())
+    tmp = path.with_name(f"replica-id.{rid}.tmp")
+    tmp.write_text(rid + "\n")
+    tmp.replace(path)
+    return rid
 
 
 async def build(settings: Settings) -> web.Application:

@@ -458,45 +458,48 @@ class UpdateSessions(ItemSessions):
         meta = None
         digests: dict[str, str] = {}
         try:
-            if kind == "ova":
-                size = await self._unpack(row, chunks, live)
-            else:
-                assert blob_id is not None
-                size, digests = await self._receive(row, blob_id, chunks, live)
-                problem = self._check_received(row, content_length, size, digests)
-                if problem is None:
-                    meta = await self._inspect(name, kind, blob_id)
-                if problem is not None:
-                    raise TransferFailed(problem)
-            if kind == "ova" and content_length is not None and size != content_length:
-                raise TransferFailed(f"The upload of '{name}' ended after {size} of {content_length} bytes.")
-        except TransferFailed as failure:
-            await self._set_file_error(row, blob_id, failure.reason, live.bytes)
-            if kind == "ova":
-                async with self.store.transaction():
-                    members = await self.store.delete_members(sid, name)
-                await self.core.discard_blobs(members)
-            raise failure.error from None
+            try:
+                if kind == "ova":
+                    size = await self._unpack(row, chunks, live)
+                else:
+                    assert blob_id is not None
+                    size, digests = await self._receive(row, blob_id, chunks, live)
+                    problem = self._check_received(row, content_length, size, digests)
+                    if problem is None:
+                        meta = await self._inspect(name, kind, blob_id)
+                    if problem is not None:
+                        raise TransferFailed(problem)
+                if kind == "ova" and content_length is not None and size != content_length:
+                    raise TransferFailed(f"The upload of '{name}' ended after {size} of {content_length} bytes.")
+            except TransferFailed as failure:
+                await self._set_file_error(row, blob_id, failure.reason, live.bytes)
+                if kind == "ova":
+                    async with self.store.transaction():
+                        members = await self.store.delete_members(sid, name)
+                    await self.core.discard_blobs(members)
+                raise failure.error from None
+            ready = {
+                "status": "READY",
+                "size": size,
+                "sha1": digests.get("sha1"),
+                "blob_id": blob_id,
+                "pending_blob": None,
+                "bytes_transferred": size,
+                "digests": dumps(digests) if digests else None,
+                "meta": dumps(meta) if meta is not None else None,
+            }
+            async with self.store.transaction():
+                session = await self.session(sid)
+                done = session["state"] == ACTIVE and await self.store.update_session_file(
+                    sid, name, ready, expect={"pending_blob": blob_id}
+                )
+                if done:
+                    await self.touch(sid)
         finally:
+            # The live count stands for bytes_transferred until the row has left TRANSFERRING: dropped before the
+            # READY write, a GET meanwhile would show the last progress write, an older count.
             if self.core.live.get((sid, name)) is live:
                 del self.core.live[(sid, name)]
-        ready = {
-            "status": "READY",
-            "size": size,
-            "sha1": digests.get("sha1"),
-            "blob_id": blob_id,
-            "pending_blob": None,
-            "bytes_transferred": size,
-            "digests": dumps(digests) if digests else None,
-            "meta": dumps(meta) if meta is not None else None,
-        }
-        async with self.store.transaction():
-            session = await self.session(sid)
-            done = session["state"] == ACTIVE and await self.store.update_session_file(
-                sid, name, ready, expect={"pending_blob": blob_id}
-            )
-            if done:
-                await self.touch(sid)
         if not done:
             await self.core.discard_blobs([blob_id] if blob_id else [])
             raise errors.not_allowed(

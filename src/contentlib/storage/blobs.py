@@ -48,7 +48,10 @@ class BlobStore(Protocol):
 
     async def delete_all(self, blob_ids: list[str]) -> None: ...
 
-    async def list_ids(self) -> list[str]: ...
+    async def list_ids(self) -> list[str]:
+        """Every blob that holds storage, including ones being written or left half-written by a process that
+        died (the garbage collector deletes those nothing references)."""
+        ...
 
     async def delete_orphans(self, candidates: list[str], grace: float) -> int:
         """Delete the candidates not written within the last `grace` seconds; how many went."""

@@ -164,9 +164,19 @@ class S3BlobStore:
             for entry in page.get("Contents", []):
                 yield entry
 
+    async def _open_uploads(self) -> AsyncIterator[dict[str, Any]]:
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        async for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key("")):
+            for upload in page.get("Uploads", []):
+                yield upload
+
     async def list_ids(self) -> list[str]:
+        """Every blob that holds storage: the objects, and the multipart uploads still open (a blob being written,
+        or left half-written by a replica that died: its parts are stored, though no object shows them yet)."""
         prefix = self._key("")
-        return [o["Key"][len(prefix) :] async for o in self._listing()]
+        ids = [o["Key"][len(prefix) :] async for o in self._listing()]
+        ids += [u["Key"][len(prefix) :] async for u in self._open_uploads()]
+        return list(dict.fromkeys(ids))
 
     async def delete_orphans(self, candidates: list[str], grace: float) -> int:
         wanted = set(candidates)
@@ -178,13 +188,15 @@ class S3BlobStore:
             if o["Key"][len(prefix) :] in wanted and (not grace or now - o["LastModified"].timestamp() >= grace)
         ]
         await self.delete_all(doomed)
-        # Multipart uploads that a dead replica left open hold storage too: abort the old ones.
-        paginator = self.client.get_paginator("list_multipart_uploads")
-        async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-            for upload in page.get("Uploads", []):
-                blob_id = upload["Key"][len(prefix) :]
-                if blob_id in wanted and now - upload["Initiated"].timestamp() >= max(grace, 3600):
+        # A candidate's open multipart upload holds its parts: abort it (nothing references the blob, so its writer
+        # is gone or will fail anyway).
+        aborted: set[str] = set()
+        async for upload in self._open_uploads():
+            blob_id = upload["Key"][len(prefix) :]
+            if blob_id in wanted and (not grace or now - upload["Initiated"].timestamp() >= grace):
+                with contextlib.suppress(ClientError):  # its writer aborted it meanwhile
                     await self.client.abort_multipart_upload(
                         Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
                     )
-        return len(doomed)
+                aborted.add(blob_id)
+        return len(set(doomed) | aborted)

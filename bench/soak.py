@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""contentlib soak run (issue 6): the crash harness at length, then the long fuzzing run.
+
+1. tests/crashloop.py with `--kills` (default 100) SIGKILLs per backend pair: SQLite + disk, then PostgreSQL + S3
+   (the servers at --pg / --s3; `make soak` starts the local ones with scripts/with-services.sh).
+2. `pytest tests/test_fuzz.py` with CONTENTLIB_FUZZ_EXAMPLES=2000 (--fuzz-examples); a missing tests/test_fuzz.py is
+   a failure, said so.
+
+Prints a line per kill, then one Markdown table per part. Exit status 1 when anything failed (an invariant
+violation, a server that did not restart, unreachable PostgreSQL/S3, a fuzz failure).
+
+    .venv/bin/python bench/soak.py [--kills N] [--backend sqlite-disk|pg-s3 ...] [--seed N] [--no-crash] [--no-fuzz]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from crashloop import BACKENDS, PG_DEFAULT, S3_DEFAULT, CrashLoopFailure, run_crashloop, table  # noqa: E402
+
+FUZZ = ROOT / "tests" / "test_fuzz.py"
+
+
+def crash(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[str]]:
+    rows: list[dict[str, Any]] = []
+    failures: list[str] = []
+    for backend in args.backend or list(BACKENDS):
+        started = time.monotonic()
+        try:
+            rows.append(run_crashloop(backend, args.kills, args.seed, args.workers, args.dir, args.pg, args.s3))
+        except CrashLoopFailure as e:
+            print(f"\nFAILED ({backend}): {e}\n", flush=True)
+            failures.append(f"crash loop {backend}: {str(e).splitlines()[0]}")
+            rows.append({"backend": backend, "result": "FAILED", "seconds": round(time.monotonic() - started, 1)})
+    return rows, failures
+
+
+def fuzz(examples: int) -> tuple[dict[str, Any], list[str]]:
+    row: dict[str, Any] = {"part": "fuzz", "examples": examples}
+    if not FUZZ.exists():
+        print(f"FAILED: {FUZZ.relative_to(ROOT)} does not exist: there is no fuzzing suite to run", flush=True)
+        return {**row, "result": "MISSING tests/test_fuzz.py", "seconds": 0}, ["tests/test_fuzz.py does not exist"]
+    env = {**os.environ, "CONTENTLIB_FUZZ_EXAMPLES": str(examples)}
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(FUZZ)], cwd=ROOT, env=env
+    )
+    row.update(result="passed" if proc.returncode == 0 else f"FAILED (pytest exit {proc.returncode})")
+    row["seconds"] = round(time.monotonic() - started, 1)
+    return row, [] if proc.returncode == 0 else [f"fuzzing: pytest exit status {proc.returncode}"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="contentlib soak: crash harness x100 per backend pair, then fuzzing")
+    parser.add_argument("--kills", type=int, default=100)
+    parser.add_argument("--backend", choices=BACKENDS, action="append", help="repeat for both (default: both)")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--dir", type=Path, default=None, help="parent directory of the temporary data dirs")
+    parser.add_argument("--pg", default=os.environ.get("CONTENTLIB_TEST_PG", PG_DEFAULT))
+    parser.add_argument("--s3", default=os.environ.get("CONTENTLIB_TEST_S3", S3_DEFAULT))
+    parser.add_argument("--fuzz-examples", type=int, default=2000)
+    parser.add_argument("--no-crash", action="store_true", help="skip the crash loops")
+    parser.add_argument("--no-fuzz", action="store_true", help="skip the fuzzing run")
+    args = parser.parse_args()
+
+    failures: list[str] = []
+    crash_rows: list[dict[str, Any]] = []
+    fuzz_row: dict[str, Any] | None = None
+    if not args.no_crash:
+        crash_rows, failed = crash(args)
+        failures += failed
+    if not args.no_fuzz:
+        fuzz_row, failed = fuzz(args.fuzz_examples)
+        failures += failed
+
+    print("\n## Soak results\n")
+    if crash_rows:
+        complete = [r for r in crash_rows if "result" not in r]
+        if complete:
+            print(f"Crash loop, {args.kills} SIGKILLs per backend pair:\n")
+            print(table(complete) + "\n")
+        for r in crash_rows:
+            if "result" in r:
+                print(f"Crash loop {r['backend']}: FAILED after {r['seconds']} s\n")
+    if fuzz_row is not None:
+        print("| fuzzing | examples | result | seconds |\n|---|---|---|---|")
+        print(f"| tests/test_fuzz.py | {fuzz_row['examples']} | {fuzz_row['result']} | {fuzz_row['seconds']} |\n")
+    if failures:
+        print("FAILED:\n" + "\n".join(f"- {f}" for f in failures))
+        return 1
+    print("All soak runs passed.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
