@@ -52,6 +52,7 @@ class LiveTransfer:
     task: asyncio.Task[Any] | None = None
     aborted: str | None = None  # why it must stop, once it must
     stalled: bool = False  # it was stopped because no data arrived
+    receiving: bool = True  # still waiting for bytes from the client or the source
     seen: int = 0  # `bytes` when the watchdog last saw them move, and when (time.monotonic())
     seen_at: float = field(default_factory=time.monotonic)
 
@@ -101,7 +102,7 @@ class Core:
         for live in list(self.live.values()):
             if live.bytes != live.seen:
                 live.seen, live.seen_at = live.bytes, now
-            elif now - live.seen_at >= limit and live.aborted is None and live.task is not None:
+            elif live.receiving and now - live.seen_at >= limit and live.aborted is None and live.task is not None:
                 live.aborted, live.stalled = f"no data arrived for {limit:g} seconds", True
                 live.task.cancel()
 

@@ -540,6 +540,7 @@ class UpdateSessions(ItemSessions):
                 await receiver.feed(chunk)
                 live.bytes = receiver.size
                 last_progress = await self._progress(row, blob_id, receiver.size, last_progress)
+            live.receiving = False  # all bytes are in: finishing is the server's work, not a stall
             return await receiver.finish()
         except BaseException as e:
             await receiver.abort()
@@ -609,6 +610,7 @@ class UpdateSessions(ItemSessions):
                         receiver = None
                         await self._finish_member(member, size, digests)
                 last_progress = await self._progress(ova, None, total, last_progress)
+            live.receiving = False
             if not reader.ended:
                 raise TransferFailed(f"The OVA '{ova_name}' ends in the middle of the archive after {total} bytes.")
         except BaseException as e:
