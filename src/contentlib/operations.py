@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from contentlib import errors
 from contentlib.model import (
     AddSpec,
     DownloadSessionModel,
@@ -58,6 +59,26 @@ class Operation:
     def fields_type(self) -> type[msgspec.Struct] | None:
         """The JSON-object body of an operation whose inputs are `field`/`dispatch` members."""
         return _fields_type(self)
+
+    async def call(self, ctx: Any, **kwargs: Any) -> Any:
+        """Run the handler on decoded inputs. Text that may be stored (a body, or a member of one) must not hold
+        a NUL character, on every backend: PostgreSQL's text cannot hold one."""
+        for p in self.params:
+            if p.kind in ("body", "field") and _holds_nul(kwargs.get(p.name)):
+                raise errors.invalid_argument(f"The parameter {p.name} holds a NUL character.", p.name)
+        return await self.handler(ctx, **kwargs)
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, msgspec.Struct):
+        return any(_holds_nul(getattr(value, name)) for name in value.__struct_fields__)
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 _fields_cache: dict[tuple[str, str], type[msgspec.Struct] | None] = {}

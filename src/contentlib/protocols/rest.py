@@ -197,7 +197,7 @@ class RestApi:
             op, path_args = self.router.match(request.method, request.path, request.query)
             ctx = await self._authenticate(request, op)
             kwargs = await self._inputs(request, op, path_args)
-            result = await op.handler(ctx, **kwargs)
+            result = await op.call(ctx, **kwargs)
         except errors.ApiError as e:
             return error_response(e)
         except Exception:
