@@ -48,19 +48,19 @@ def test_nul_in_stored_text_is_invalid_argument(api: Api) -> None:
         "storage_backings": [{"type": "OTHER", "storage_uri": "file:///x"}],
     }
     r = api.post("/api/content/local-library", json=spec)
-    assert_error(r, 400, "INVALID_ARGUMENT", "create_spec", "NUL")
+    assert_error(r, 400, "INVALID_ARGUMENT", "create_spec.name", "NUL")
     r = api.post("/api/content/library?action=find", json={"name": name + "\u0000"})
-    assert_error(r, 400, "INVALID_ARGUMENT", "spec", "NUL")
+    assert_error(r, 400, "INVALID_ARGUMENT", "spec.name", "NUL")
     r = api.post("/api/content/library?action=find", json={"name": name})
     assert r.status_code == 200 and r.json() == [], r.text
     item = api.create_item()
     r = api.patch(f"/api/content/library/item/{item}", json={"description": "a\u0000b"})
-    assert_error(r, 400, "INVALID_ARGUMENT", "update_spec", "NUL")
+    assert_error(r, 400, "INVALID_ARGUMENT", "update_spec.description", "NUL")
     sid = api.create_session(item)
     r = api.post(
         f"/api/content/library/item/update-session/{sid}/file", json={"name": "a\u0000", "source_type": "PUSH"}
     )
-    assert_error(r, 400, "INVALID_ARGUMENT", "file_spec", "NUL")
+    assert_error(r, 400, "INVALID_ARGUMENT", "file_spec.name", "NUL")
     r = api.post(f"/api/content/library/item/update-session/{sid}?action=fail", json={"client_error_message": "\u0000"})
     assert_error(r, 400, "INVALID_ARGUMENT", "client_error_message", "NUL")
     assert api.session(sid)["state"] == "ACTIVE"

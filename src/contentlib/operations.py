@@ -64,21 +64,25 @@ class Operation:
         """Run the handler on decoded inputs. Text that may be stored (a body, or a member of one) must not hold
         a NUL character, on every backend: PostgreSQL's text cannot hold one."""
         for p in self.params:
-            if p.kind in ("body", "field") and _holds_nul(kwargs.get(p.name)):
-                raise errors.invalid_argument(f"The parameter {p.name} holds a NUL character.", p.name)
+            if p.kind in ("body", "field") and (where := _nul_at(kwargs.get(p.name), p.name)) is not None:
+                raise errors.invalid_argument(f"{where} holds a NUL character.", where)
         return await self.handler(ctx, **kwargs)
 
 
-def _holds_nul(value: Any) -> bool:
+def _nul_at(value: Any, where: str) -> str | None:
+    """The member of `value` (named from `where` down) that is text with a NUL character, if any."""
     if isinstance(value, str):
-        return "\x00" in value
+        return where if "\x00" in value else None
+    members: list[tuple[str, Any]]
     if isinstance(value, msgspec.Struct):
-        return any(_holds_nul(getattr(value, name)) for name in value.__struct_fields__)
-    if isinstance(value, dict):
-        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_holds_nul(v) for v in value)
-    return False
+        members = [(f"{where}.{name}", getattr(value, name)) for name in value.__struct_fields__]
+    elif isinstance(value, dict):
+        members = [(where, key) for key in value] + [(f"{where}.{key}", v) for key, v in value.items()]
+    elif isinstance(value, list | tuple):
+        members = [(f"{where}[{i}]", v) for i, v in enumerate(value)]
+    else:
+        return None
+    return next((found for name, member in members if (found := _nul_at(member, name)) is not None), None)
 
 
 _fields_cache: dict[tuple[str, str], type[msgspec.Struct] | None] = {}
