@@ -386,7 +386,13 @@ DESTRUCTIVE = re.compile(r"action=(complete|cancel|fail)$")
 
 @schema.parametrize()
 @hypothesis.settings(suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture])  # `counted` is meant so
-def test_fuzz(case: schemathesis.Case, fuzz_server: tuple[ServerProcess, Seeds], counted: list[int]) -> None:
+# The bound in the test id; it also gives every operation's item a node id of its own (`test_fuzz[<op>][50]`):
+# under pytest 9 schemathesis gives them all the bare `test_fuzz`, and xdist's loadgroup would run only one.
+@pytest.mark.parametrize("examples", [EXAMPLES])
+def test_fuzz(
+    case: schemathesis.Case, fuzz_server: tuple[ServerProcess, Seeds], counted: list[int], examples: int
+) -> None:
+    assert schema.config.generation.max_examples == examples
     srv, seeds = fuzz_server
     counted[0] += 1
     seed(case, seeds)
