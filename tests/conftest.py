@@ -397,3 +397,17 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 @pytest.fixture()
 def api(server: ServerProcess) -> Api:
     return Api(server.base)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """How many fuzz cases ran (tests/test_fuzz.py records them per operation, also from xdist workers)."""
+    counts = [
+        value
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, "when", None) == "teardown"
+        for name, value in getattr(report, "user_properties", ())
+        if name == "fuzz_cases"
+    ]
+    if counts:
+        terminalreporter.write_line(f"fuzz: {sum(counts)} cases over {len(counts)} operations")

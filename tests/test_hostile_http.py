@@ -424,8 +424,8 @@ def test_tricky_item_names(api: Api) -> None:
 
 @pytest.mark.parametrize("where", ["item name", "item description", "library name", "library description"])
 def test_nul_in_text_is_invalid(api: Api, where: str) -> None:
-    """A NUL character cannot be stored as text by PostgreSQL; it is refused the same way on every backend (by the
-    store, which is the one place every text goes through: the message names the NUL, not the field)."""
+    """A NUL character cannot be stored as text by PostgreSQL; it is refused the same way on every backend, and
+    nothing is created."""
     library = api.create_library()
     before = sorted(api.get("/api/content/library").json())
     if where.startswith("item"):

@@ -301,6 +301,54 @@ def test_update_invalid_spec(api: Api, path: str, body: dict[str, Any], field: s
     assert get(api, lid) == before
 
 
+# -- the optional structures (publish_info, subscription_info, ...) ------------------------------------------
+def test_optional_structures_are_kept_typed_and_secrets_are_not_returned(api: Api) -> None:
+    """PublishInfo / SubscriptionInfo / OptimizationInfo / ConfigurationInfo (types.json) come back as given,
+    without unknown members and without the write-only secrets ("not used for the get method"); found by
+    tests/test_fuzz.py, which saw a member echoed with the wrong type."""
+    publish = {"authentication_method": "BASIC", "published": False, "password": "s3cret", "x-unknown": 1}
+    lid = create(api, spec(publish_info=publish, optimization_info={"optimize_remote_publishing": True}))
+    m = get(api, lid)
+    assert m["publish_info"] == {"authentication_method": "BASIC", "published": False}, m
+    assert m["optimization_info"] == {"optimize_remote_publishing": True}, m
+    r = api.patch(
+        f"{LOCAL}/{lid}",
+        json={
+            "subscription_info": {"on_demand": True, "password": "p", "source_info": {"subscription": "s"}},
+            "configuration_info": {"apply_library_usage_to_items": False},
+        },
+    )
+    assert r.status_code == 204, r.text
+    m = get(api, lid, LIBRARY)
+    assert m["subscription_info"] == {"on_demand": True, "source_info": {"subscription": "s"}}, m
+    assert m["configuration_info"] == {"apply_library_usage_to_items": False}, m
+    assert "s3cret" not in str(m) and "password" not in str(m)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"subscription_info": {"on_demand": None, "automatic_sync_enabled": "yes"}}, "automatic_sync_enabled"),
+        ({"publish_info": {"authentication_method": "KERBEROS"}}, "authentication_method"),
+        ({"publish_info": {"published": "true"}}, "published"),
+        ({"optimization_info": {"optimize_remote_publishing": 1}}, "optimize_remote_publishing"),
+        ({"configuration_info": []}, "configuration_info"),
+        ({"subscription_info": {"source_info": {"source_library": 7}}}, "source_library"),
+    ],
+    ids=["string-bool", "unknown-auth-method", "string-published", "int-bool", "list-struct", "int-id"],
+)
+def test_optional_structures_with_wrong_types_are_invalid_argument(api: Api, body: dict[str, Any], field: str) -> None:
+    lid = create(api, spec())
+    before = get(api, lid)
+    r = api.patch(f"{LOCAL}/{lid}", json=body)
+    assert_vapi_error(r, 400, "INVALID_ARGUMENT", field)
+    assert get(api, lid) == before
+    name = unique("typed")
+    r = api.post(LOCAL, json=spec(name, **body))
+    assert_vapi_error(r, 400, "INVALID_ARGUMENT", field)
+    assert find(api, {"name": name}) == []
+
+
 # -- delete and unknown ids ----------------------------------------------------------------------------------
 def test_delete(api: Api) -> None:
     lid = create(api, spec())

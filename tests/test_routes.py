@@ -284,6 +284,49 @@ def test_sdk_dispatch_marker_with_json_body_is_routed(api: Api, path: str, field
     assert_vapi_error(r, 404, "NOT_FOUND", missing)
 
 
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/api/content/library/item?library_id", "library_id"),
+        ("/api/content/library/item/{id}/file?name", "name"),
+        (DS + "/{id}/file?file_name", "file_name"),
+    ],
+)
+def test_swagger_dispatch_marker_followed_by_the_value_is_routed(api: Api, path: str, field: str) -> None:
+    """A client generated from the 8.0.2 Swagger keeps the bare marker of the path and adds the value as a query
+    parameter (`?name&name=v`); found by tests/test_fuzz.py (schemathesis sends exactly that)."""
+    missing = str(uuid.uuid4())
+    url = path.replace("{id}", missing)
+    r = api.get(url, params={field: missing})
+    assert r.request.url.endswith(f"?{field}&{field}={missing}"), r.request.url
+    assert_vapi_error(r, 404, "NOT_FOUND", missing)
+
+
+def test_explicit_empty_dispatch_value_is_a_value_not_a_missing_parameter(api: Api) -> None:
+    """`?name=` names the file "" (not found), where a bare `?name` without a body lacks the parameter."""
+    item = api.create_item()
+    r = api.get(f"/api/content/library/item/{item}/file?name=")
+    assert_vapi_error(r, 404, "NOT_FOUND")
+    r = api.get(f"/api/content/library/item/{item}/file?name")
+    assert_vapi_error(r, 400, "INVALID_ARGUMENT", "name")
+
+
+@pytest.mark.parametrize(
+    ("path", "error_type", "word"),
+    [
+        ("/api/content/library/item/a%0Ab", "NOT_FOUND", "a\nb"),
+        ("/api/content/local-library/x%0A", "NOT_FOUND", "x\n"),
+        ("/api/content/library/item/update-session/%0A?action=cancel", "NOT_FOUND", "session"),
+        ("/nope%0A", "OPERATION_NOT_FOUND", "/nope\n"),
+    ],
+)
+def test_newline_in_path_gets_a_vendor_error(api: Api, path: str, error_type: str, word: str) -> None:
+    """A percent-encoded newline in the path still reaches the router (not aiohttp's plain-text 404); found by
+    tests/test_fuzz.py."""
+    r = api.request("POST" if "action" in path else "GET", path)
+    assert_vapi_error(r, 404, error_type, word)
+
+
 # -- unknown routes, actions and methods ----------------------------------------------------------------
 @pytest.fixture()
 def ids(api: Api) -> dict[str, str]:

@@ -325,6 +325,7 @@ SHA1_OF_ABC = hashlib.sha1(b"abc").hexdigest()
         ({"name": 12, "source_type": "PUSH"}, "name"),
         ({"name": "f.bin", "source_type": "PUSH", "size": -1}, "size"),
         ({"name": "f.bin", "source_type": "PUSH", "size": "ten"}, "size"),
+        ({"name": "f.bin", "source_type": "PUSH", "size": 2**63}, "size"),  # beyond a long (found by fuzzing)
         (
             {
                 "name": "f.bin",
@@ -346,6 +347,7 @@ SHA1_OF_ABC = hashlib.sha1(b"abc").hexdigest()
         "name-not-string",
         "negative-size",
         "size-not-integer",
+        "size-beyond-long",
         "unknown-algorithm",
         "checksum-missing",
         "checksum-info-not-object",

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-NonNegative = Annotated[int, Meta(ge=0)]
+NonNegative = Annotated[int, Meta(ge=0, le=2**63 - 1)]  # a vAPI long is 64 bits (and so are the database columns)
 
 WarningType = Literal[
     "SELF_SIGNED_CERTIFICATE", "EXPIRED_CERTIFICATE", "NOT_YET_VALID_CERTIFICATE", "UNTRUSTED_CERTIFICATE"
@@ -48,6 +48,44 @@ class StorageBacking(Struct, omit_defaults=True):
     storage_uri: str | None = None
 
 
+AuthenticationMethod = Literal["BASIC", "NONE"]
+
+
+class OptimizationInfo(Struct, omit_defaults=True):
+    optimize_remote_publishing: bool | None = None
+
+
+class PublishInfo(Struct, omit_defaults=True):
+    authentication_method: AuthenticationMethod | None = None
+    published: bool | None = None
+    publish_url: str | None = None
+    user_name: str | None = None
+    password: str | None = None  # write-only (secret): "not used for the get method"
+    current_password: str | None = None  # write-only (secret)
+    persist_json_enabled: bool | None = None
+
+
+class SourceInfo(Struct, omit_defaults=True):
+    source_library: str | None = None
+    subscription: str | None = None
+
+
+class SubscriptionInfo(Struct, omit_defaults=True):
+    authentication_method: AuthenticationMethod | None = None
+    automatic_sync_enabled: bool | None = None
+    on_demand: bool | None = None
+    password: str | None = None  # write-only (secret): "will not be present in the return value of get or list"
+    ssl_thumbprint: str | None = None
+    subscription_url: str | None = None
+    user_name: str | None = None
+    source_info: SourceInfo | None = None
+    ssl_certificate: str | None = None
+
+
+class ConfigurationInfo(Struct, omit_defaults=True):
+    apply_library_usage_to_items: bool | None = None
+
+
 class LibraryModel(Struct, omit_defaults=True):
     id: str | None = None
     creation_time: datetime | None = None
@@ -57,15 +95,15 @@ class LibraryModel(Struct, omit_defaults=True):
     name: str | None = None
     storage_backings: list[StorageBacking] | None = None
     type: LibraryType | None = None
-    optimization_info: dict[str, Any] | None = None
+    optimization_info: OptimizationInfo | None = None
     version: str | None = None
-    publish_info: dict[str, Any] | None = None
-    subscription_info: dict[str, Any] | None = None
+    publish_info: PublishInfo | None = None
+    subscription_info: SubscriptionInfo | None = None
     server_guid: str | None = None
     security_policy_id: str | None = None
     unset_security_policy_id: bool | None = None
-    state_info: dict[str, Any] | None = None
-    configuration_info: dict[str, Any] | None = None
+    state_info: dict[str, Any] | None = None  # not used for create or update
+    configuration_info: ConfigurationInfo | None = None
 
 
 class LibraryFindSpec(Struct, omit_defaults=True):

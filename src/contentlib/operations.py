@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from contentlib import errors
 from contentlib.model import (
     AddSpec,
     DownloadSessionModel,
@@ -59,6 +60,30 @@ class Operation:
     def fields_type(self) -> type[msgspec.Struct] | None:
         """The JSON-object body of an operation whose inputs are `field`/`dispatch` members."""
         return _fields_type(self)
+
+    async def call(self, ctx: Any, **kwargs: Any) -> Any:
+        """Run the handler on decoded inputs. Text that may be stored (a body, or a member of one) must not hold
+        a NUL character, on every backend: PostgreSQL's text cannot hold one."""
+        for p in self.params:
+            if p.kind in ("body", "field") and (where := _nul_at(kwargs.get(p.name), p.name)) is not None:
+                raise errors.invalid_argument(f"{where} holds a NUL character.", where)
+        return await self.handler(ctx, **kwargs)
+
+
+def _nul_at(value: Any, where: str) -> str | None:
+    """The member of `value` (named from `where` down) that is text with a NUL character, if any."""
+    if isinstance(value, str):
+        return where if "\x00" in value else None
+    members: list[tuple[str, Any]]
+    if isinstance(value, msgspec.Struct):
+        members = [(f"{where}.{name}", getattr(value, name)) for name in value.__struct_fields__]
+    elif isinstance(value, dict):
+        members = [(where, key) for key in value] + [(f"{where}.{key}", v) for key, v in value.items()]
+    elif isinstance(value, list | tuple):
+        members = [(f"{where}[{i}]", v) for i, v in enumerate(value)]
+    else:
+        return None
+    return next((found for name, member in members if (found := _nul_at(member, name)) is not None), None)
 
 
 _fields_cache: dict[tuple[str, str], type[msgspec.Struct] | None] = {}

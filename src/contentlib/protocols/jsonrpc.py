@@ -216,7 +216,7 @@ class JsonRpcApi:
                 )
             ctx = await self._context(request, op, call.get("ctx"))
             kwargs = self._inputs(op, call["input"])
-            result = await op.handler(ctx, **kwargs)
+            result = await op.call(ctx, **kwargs)
         except errors.ApiError as e:
             return {"error": tag_error(e)}
         output_type = meta()["operations"].get(f"{service}/{operation}", {}).get("output", "void")

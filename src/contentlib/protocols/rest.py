@@ -59,7 +59,7 @@ class _Route:
 
 def _compile(path: str) -> re.Pattern[str]:
     regex = re.sub(r"\{(\w+)\}", lambda m: f"(?P<{m[1]}>{'.+' if m[1] == 'file_name' else '[^/]+'})", path)
-    return re.compile(f"^{regex}$")
+    return re.compile(regex, re.DOTALL)  # fullmatch: a name or id may hold any character, a newline too
 
 
 class Router:
@@ -93,7 +93,7 @@ class Router:
         for route in self.by_segments.get(path.count("/"), self.variable):
             if matched is not None and route.params > matched:
                 break  # a literal segment matched: `/item/update-session` is never an item id
-            m = route.pattern.match(path)
+            m = route.pattern.fullmatch(path)
             if m is None:
                 continue
             matched = route.params
@@ -138,6 +138,17 @@ def _header(request: web.Request, name: str) -> str | None:
     """A request header's value; bytes that are not UTF-8 (aiohttp keeps them as surrogates) are a bad request."""
     value = request.headers.get(name)
     return None if value is None else check_text(value, f"The {name} header")
+
+
+def _dispatch_query(request: web.Request, key: str) -> str | None:
+    """A dispatch parameter's value in the query: `?name=v` (the 9.1 spec), also after the bare marker that the
+    8.0.2 Swagger keeps in its paths, as clients generated from it send it (`?name&name=v`); None when there is
+    only the bare marker (`?name`: the SDK sends the value in the body, REFERENCE.md §1 item 3)."""
+    values = request.query.getall(key, [])
+    markers = sum(1 for part in request.query_string.split("&") if part == key)
+    if len(values) <= markers:
+        return None
+    return next((v for v in values if v), "")
 
 
 def _invalid(e: Exception) -> errors.ApiError:
@@ -193,7 +204,7 @@ class RestApi:
             op, path_args = self.router.match(request.method, request.path, request.query)
             ctx = await self._authenticate(request, op)
             kwargs = await self._inputs(request, op, path_args)
-            result = await op.handler(ctx, **kwargs)
+            result = await op.call(ctx, **kwargs)
         except errors.ApiError as e:
             return error_response(e)
         except Exception:
@@ -229,8 +240,8 @@ class RestApi:
                 value = request.query.get(p.wire or p.name)
                 kwargs[p.name] = None if value is None else _convert(value, p.type, p.name)
             else:  # field, dispatch
-                value = request.query.get(p.wire or p.name) if p.kind == "dispatch" else None
-                if not value:  # a bare dispatch marker: the value is in the body (the SDK's form)
+                value = _dispatch_query(request, p.wire or p.name) if p.kind == "dispatch" else None
+                if value is None:  # a bare dispatch marker: the value is in the body (the SDK's form)
                     value = fields.get(p.name)
                 if value is None and p.required:
                     raise errors.invalid_argument(f"The parameter {p.name} is required.", p.name)
@@ -325,12 +336,14 @@ def internal_error(request: web.Request) -> web.Response:
 
 
 def routes(api: RestApi, jsonrpc: JsonRpcApi) -> list[web.RouteDef]:
+    # `[\s\S]`, not `.`: a path may hold a (percent-encoded) newline, and must still reach a handler that answers
+    # with a vendor error rather than aiohttp's plain-text 404.
     return [
         web.post("/api", jsonrpc.handle),
-        web.route("PUT", "/cls/data/{token}/{name:.+}", api.upload),
-        web.route("POST", "/cls/data/{token}/{name:.+}", api.upload),
-        web.get("/cls/download/{token}/{name:.+}", api.download),
-        web.route("*", "/api/{tail:.*}", api.handle),
+        web.route("PUT", r"/cls/data/{token}/{name:[\s\S]+}", api.upload),
+        web.route("POST", r"/cls/data/{token}/{name:[\s\S]+}", api.upload),
+        web.get(r"/cls/download/{token}/{name:[\s\S]+}", api.download),
+        web.route("*", r"/api/{tail:[\s\S]*}", api.handle),
         web.route("*", "/api", api.handle),
-        web.route("*", "/{tail:.*}", api.not_found),
+        web.route("*", r"/{tail:[\s\S]*}", api.not_found),
     ]

@@ -19,8 +19,21 @@ from contentlib.services.core import Core, Ctx, check_client_token, load_json
 from contentlib.storage.sql import Row, TokenTaken, dumps
 
 _LIBRARY_EXTRA = ("optimization_info", "publish_info", "subscription_info", "security_policy_id", "configuration_info")
+_SECRETS = ("password", "current_password")  # write-only members of publish_info / subscription_info
 _ITEM_NAME_MAX = 80
 _DESCRIPTION_MAX = 2000
+
+
+def _extra(spec: LibraryModel) -> dict[str, Any]:
+    """The given optional structures of a library spec, as stored and returned: secrets are never returned."""
+    extra: dict[str, Any] = {}
+    for k in _LIBRARY_EXTRA:
+        v = to_builtins(getattr(spec, k))
+        if isinstance(v, dict):
+            v = {name: member for name, member in v.items() if name not in _SECRETS}
+        if v is not None:
+            extra[k] = v
+    return extra
 
 
 def _backing(b: StorageBacking) -> dict[str, Any]:
@@ -94,7 +107,7 @@ class Libraries:
                 "A library supports exactly one storage backing.",
             )
         now = self.core.now()
-        extra = {k: v for k in _LIBRARY_EXTRA if (v := to_builtins(getattr(create_spec, k))) is not None}
+        extra = _extra(create_spec)
         lid = self.core.new_id()
         try:
             await self.store.insert_library(
@@ -157,10 +170,7 @@ class Libraries:
                 fields["name"] = update_spec.name
             if update_spec.description is not None:
                 fields["description"] = update_spec.description
-            extra = load_json(row["extra"])
-            for k in _LIBRARY_EXTRA:
-                if (v := to_builtins(getattr(update_spec, k))) is not None:
-                    extra[k] = v
+            extra = load_json(row["extra"]) | _extra(update_spec)
             if update_spec.unset_security_policy_id:
                 extra.pop("security_policy_id", None)
             fields["extra"] = dumps(extra)

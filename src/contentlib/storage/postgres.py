@@ -32,6 +32,12 @@ _SWEEPER_LOCK = 0x636C7377  # "clsw"
 _PLACEHOLDER = re.compile(r"\?")
 
 
+def _unmatchable(args: tuple[Any, ...]) -> bool:
+    """Whether a lookup names text with a NUL character: PostgreSQL's text cannot hold one (binding it fails), so
+    no stored value equals it. (Operation.call keeps NUL out of what is written; check_args guards every write.)"""
+    return any(isinstance(a, str) and "\x00" in a for a in args)
+
+
 class PostgresStore(SqlStore):
     def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
         self.pool = pool
@@ -101,13 +107,17 @@ class PostgresStore(SqlStore):
                 self._conn.reset(token)
 
     async def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Row | None:
+        if _unmatchable(args):
+            return None
         conn = self._conn.get()
-        row = await (conn or self.pool).fetchrow(self._q(sql), *check_args(args))
+        row = await (conn or self.pool).fetchrow(self._q(sql), *args)
         return None if row is None else dict(row)
 
     async def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[Row]:
+        if _unmatchable(args):
+            return []
         conn = self._conn.get()
-        return [dict(r) for r in await (conn or self.pool).fetch(self._q(sql), *check_args(args))]
+        return [dict(r) for r in await (conn or self.pool).fetch(self._q(sql), *args)]
 
     async def _exec(self, sql: str, args: tuple[Any, ...] = (), may_conflict: bool = False) -> int:
         conn = self._conn.get()

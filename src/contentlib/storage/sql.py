@@ -166,8 +166,9 @@ class UniqueViolation(Exception):
 
 
 def check_args(args: tuple[Any, ...]) -> tuple[Any, ...]:
-    """A statement's parameters, refused when a text holds NUL: PostgreSQL cannot store U+0000 in text, and every
-    backend refuses it alike (INVALID_ARGUMENT, whichever input it came from: a name, an id in a path, a user)."""
+    """A write's parameters, refused when a text holds NUL: PostgreSQL cannot store U+0000 in text, and every
+    backend refuses it alike. Operation.call refuses such inputs first, naming the member; this is the net under
+    every other way text reaches a write (INVALID_ARGUMENT, never a 500)."""
     for value in args:
         if isinstance(value, str) and "\x00" in value:
             raise errors.invalid_argument("A text value holds a NUL character (U+0000), which cannot be stored.")

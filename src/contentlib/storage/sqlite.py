@@ -125,7 +125,7 @@ class SQLiteStore(SqlStore):
 
     def _execute(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
         try:
-            return self.db.execute(sql, check_args(args))
+            return self.db.execute(sql, args)
         except sqlite3.OperationalError as e:
             if e.sqlite_errorcode == sqlite3.SQLITE_FULL:
                 raise disk_full() from e
@@ -140,7 +140,7 @@ class SQLiteStore(SqlStore):
 
     async def _exec(self, sql: str, args: tuple[Any, ...] = (), may_conflict: bool = False) -> int:
         try:
-            return self._execute(sql, args).rowcount
+            return self._execute(sql, check_args(args)).rowcount
         except sqlite3.IntegrityError as e:
             if "UNIQUE" in str(e):
                 raise UniqueViolation(str(e)) from e
