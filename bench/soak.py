@@ -3,8 +3,9 @@
 
 1. tests/crashloop.py with `--kills` (default 100) SIGKILLs per backend pair: SQLite + disk, then PostgreSQL + S3
    (the servers at --pg / --s3; `make soak` starts the local ones with scripts/with-services.sh).
-2. `pytest tests/test_fuzz.py` with CONTENTLIB_FUZZ_EXAMPLES=2000 (--fuzz-examples); a missing tests/test_fuzz.py is
-   a failure, said so.
+2. `pytest -n 2 tests/test_fuzz.py` with CONTENTLIB_FUZZ_EXAMPLES=2000 (--fuzz-examples), once per backend pair (the
+   PostgreSQL + S3 run with CONTENTLIB_TEST_PG/_S3 pointing at --pg/--s3); a missing tests/test_fuzz.py is a
+   failure, said so.
 
 Prints a line per kill, then one Markdown table per part. Exit status 1 when anything failed (an invariant
 violation, a server that did not restart, unreachable PostgreSQL/S3, a fuzz failure).
@@ -44,19 +45,28 @@ def crash(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[str]]:
     return rows, failures
 
 
-def fuzz(examples: int) -> tuple[dict[str, Any], list[str]]:
-    row: dict[str, Any] = {"part": "fuzz", "examples": examples}
+def fuzz(args: argparse.Namespace, backend: str) -> tuple[dict[str, Any], list[str]]:
+    row: dict[str, Any] = {"backend": backend, "examples": args.fuzz_examples}
     if not FUZZ.exists():
         print(f"FAILED: {FUZZ.relative_to(ROOT)} does not exist: there is no fuzzing suite to run", flush=True)
         return {**row, "result": "MISSING tests/test_fuzz.py", "seconds": 0}, ["tests/test_fuzz.py does not exist"]
-    env = {**os.environ, "CONTENTLIB_FUZZ_EXAMPLES": str(examples)}
+    env = {k: v for k, v in os.environ.items() if k not in ("CONTENTLIB_TEST_PG", "CONTENTLIB_TEST_S3")}
+    env["CONTENTLIB_FUZZ_EXAMPLES"] = str(args.fuzz_examples)
+    if backend == "pg-s3":
+        env.update(CONTENTLIB_TEST_PG=args.pg, CONTENTLIB_TEST_S3=args.s3)
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(FUZZ)], cwd=ROOT, env=env
+        [sys.executable, "-m", "pytest", "-q", "-n", "2", "-p", "no:cacheprovider", str(FUZZ)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
     )
+    print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n", flush=True)
+    cases = next((line for line in proc.stdout.splitlines() if line.startswith("fuzz: ")), "fuzz: ? cases")
     row.update(result="passed" if proc.returncode == 0 else f"FAILED (pytest exit {proc.returncode})")
-    row["seconds"] = round(time.monotonic() - started, 1)
-    return row, [] if proc.returncode == 0 else [f"fuzzing: pytest exit status {proc.returncode}"]
+    row.update(cases=cases.removeprefix("fuzz: "), seconds=round(time.monotonic() - started, 1))
+    return row, [] if proc.returncode == 0 else [f"fuzzing {backend}: pytest exit status {proc.returncode}"]
 
 
 def main() -> int:
@@ -75,13 +85,15 @@ def main() -> int:
 
     failures: list[str] = []
     crash_rows: list[dict[str, Any]] = []
-    fuzz_row: dict[str, Any] | None = None
+    fuzz_rows: list[dict[str, Any]] = []
     if not args.no_crash:
         crash_rows, failed = crash(args)
         failures += failed
     if not args.no_fuzz:
-        fuzz_row, failed = fuzz(args.fuzz_examples)
-        failures += failed
+        for backend in args.backend or list(BACKENDS):
+            row, failed = fuzz(args, backend)
+            fuzz_rows.append(row)
+            failures += failed
 
     print("\n## Soak results\n")
     if crash_rows:
@@ -92,9 +104,9 @@ def main() -> int:
         for r in crash_rows:
             if "result" in r:
                 print(f"Crash loop {r['backend']}: FAILED after {r['seconds']} s\n")
-    if fuzz_row is not None:
-        print("| fuzzing | examples | result | seconds |\n|---|---|---|---|")
-        print(f"| tests/test_fuzz.py | {fuzz_row['examples']} | {fuzz_row['result']} | {fuzz_row['seconds']} |\n")
+    if fuzz_rows:
+        print("Fuzzing (tests/test_fuzz.py):\n")
+        print(table(fuzz_rows) + "\n")
     if failures:
         print("FAILED:\n" + "\n".join(f"- {f}" for f in failures))
         return 1

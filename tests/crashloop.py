@@ -1000,7 +1000,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     keys = list(rows[0])
     lines = ["| " + " | ".join(["", *(str(r["backend"]) for r in rows)]) + " |"]
     lines.append("|" + "---|" * (len(rows) + 1))
-    lines += ["| " + " | ".join([k, *(str(r[k]) for r in rows)]) + " |" for k in keys if k != "backend"]
+    lines += ["| " + " | ".join([k, *(str(r.get(k, "")) for r in rows)]) + " |" for k in keys if k != "backend"]
     return "\n".join(lines)
 
 
