@@ -175,8 +175,9 @@ class ServerProcess:
     def blob_ids(self) -> list[str]:
         """Every blob this server has stored (files under blobs/ in its data dir, or objects under its S3 prefix)."""
         if not self.s3_prefix:
+            # os.walk, not rglob: the server may delete a session's folder while it is listed (the sweeper runs).
             root = self.data_dir / "blobs"
-            return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+            return sorted((Path(d) / f).relative_to(root).as_posix() for d, _, files in os.walk(root) for f in files)
         s3 = self.s3_client()
         prefix = f"{self.s3_prefix}/blobs/"
         pages = s3.get_paginator("list_objects_v2").paginate(Bucket=S3_BUCKET, Prefix=prefix)
