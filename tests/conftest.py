@@ -6,6 +6,8 @@ data dir and settings (for restarts, expiry, and anything that must not see othe
 
 from __future__ import annotations
 
+import asyncio
+import datetime
 import hashlib
 import os
 import signal
@@ -18,8 +20,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 ADMIN_USER = "administrator@vsphere.local"
 ADMIN_PASSWORD = "Admin!23-test"
@@ -77,6 +84,19 @@ def drop_database(url: str) -> None:
             await conn.close()
 
     asyncio.run(drop())
+
+
+def pg_run(url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
+    """Run one statement on the database at `url` (a fresh connection); the rows as dicts."""
+
+    async def run() -> list[dict[str, Any]]:
+        conn = await asyncpg.connect(url, timeout=10)
+        try:
+            return [dict(r) for r in await conn.fetch(sql, *args)]
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
 
 
 def free_port() -> int:
@@ -346,6 +366,23 @@ class Api:
         assert r.status_code == 200, r.text
         self.delete(f"/api/content/library/item/download-session/{ds}")
         return r.content
+
+
+def self_signed_pem() -> tuple[str, bytes]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"rpc-{uuid.uuid4().hex[:8]}.example")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), cert.public_bytes(serialization.Encoding.DER)
 
 
 def assert_error(r: requests.Response, status: int, error_type: str, *words: str) -> dict[str, Any]:

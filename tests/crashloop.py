@@ -37,7 +37,6 @@ Every violation raises CrashLoopFailure with the round, the details and the tail
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import hashlib
 import random
@@ -58,7 +57,7 @@ import requests
 
 if __package__ in (None, ""):  # run as a script: conftest sits beside this file
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import S3_BUCKET, S3_ENV, Api, ServerProcess
+from conftest import S3_BUCKET, S3_ENV, Api, ServerProcess, pg_run
 
 BACKENDS = ("sqlite-disk", "pg-s3")
 PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432"
@@ -146,23 +145,10 @@ def sha1(data: bytes) -> str:
 
 
 # -- backends ------------------------------------------------------------------------------------------------------
-def pg_query(url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
-    import asyncpg
-
-    async def run() -> list[dict[str, Any]]:
-        conn = await asyncpg.connect(url, timeout=10)
-        try:
-            return [dict(r) for r in await conn.fetch(sql, *args)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
-
-
 def check_services(pg: str, s3: str) -> None:
     """PostgreSQL and S3 answer, and the test bucket exists; CrashLoopFailure naming the script to run otherwise."""
     try:
-        pg_query(f"{pg}/postgres", "SELECT 1")
+        pg_run(f"{pg}/postgres", "SELECT 1")
     except Exception as e:
         raise CrashLoopFailure(f"PostgreSQL at {pg} is not reachable ({type(e).__name__}: {e}); {PG_HINT}") from e
     import boto3
@@ -205,7 +191,7 @@ class Backend:
     # -- store queries -------------------------------------------------------------------------------------------
     def query(self, sql: str) -> list[dict[str, Any]]:
         if self.server.database:
-            return pg_query(self.server.database, sql)
+            return pg_run(self.server.database, sql)
         conn = sqlite3.connect(self.server.data_dir / "contentlib.sqlite3", timeout=30)
         conn.row_factory = sqlite3.Row
         try:

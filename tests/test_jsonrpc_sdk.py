@@ -10,7 +10,6 @@ has `verify=False` and `trust_env=False`, as SDK users do.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import os
 import uuid
@@ -28,11 +27,9 @@ from com.vmware.content.library.item_client import File as ItemFile
 from com.vmware.content.library_client import Item, ItemModel, StorageBacking
 from com.vmware.content_client import Library, LibraryModel, TrustedCertificates
 from com.vmware.vapi.std import errors_client
-from conftest import ADMIN_PASSWORD, ADMIN_USER, ServerProcess
+from conftest import ADMIN_PASSWORD, ADMIN_USER, ServerProcess, self_signed_pem
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 from vmware.vapi.lib.connect import get_requests_connector
 from vmware.vapi.security.client.security_context_filter import LegacySecurityContextFilter
 from vmware.vapi.security.user_password import create_user_password_security_context
@@ -137,23 +134,6 @@ def done_session(c: VsphereClient, item_id: str) -> str:
     sessions.complete(sid)
     assert sessions.get(sid).state == UpdateSessionModel.State.DONE
     return str(sid)
-
-
-def self_signed_pem() -> tuple[str, bytes]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"rpc-{uuid.uuid4().hex[:8]}.example")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode(), cert.public_bytes(serialization.Encoding.DER)
 
 
 # -- the whole flow -----------------------------------------------------------------------------------------------

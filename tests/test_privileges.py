@@ -16,7 +16,6 @@ success status: each case below is a real, valid call on fresh resources.
 
 from __future__ import annotations
 
-import datetime
 import json
 import re
 import subprocess
@@ -31,11 +30,7 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import API_DIR, Api, ServerProcess, assert_error
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from conftest import API_DIR, Api, ServerProcess, assert_error, self_signed_pem
 
 US = "/api/content/library/item/update-session"
 DS = "/api/content/library/item/download-session"
@@ -124,20 +119,7 @@ class Call:
 
 
 def pem_certificate() -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"signer-{uuid.uuid4().hex[:8]}")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
+    return self_signed_pem()[0]
 
 
 def item_with_file(a: Api) -> str:

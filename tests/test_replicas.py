@@ -24,7 +24,6 @@ The sweeper test builds a cluster of its own (`--update-session-timeout 1` would
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import os
@@ -39,10 +38,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import asyncpg
 import pytest
 import requests
-from conftest import S3_BUCKET, S3_ENV, Api, ServerProcess, assert_error
+from conftest import S3_BUCKET, S3_ENV, Api, ServerProcess, assert_error, pg_run
 
 pytestmark = [pytest.mark.xdist_group("replicas")]
 
@@ -63,19 +61,6 @@ SWEEPER_LOCK = 0x636C7377  # PostgresStore's advisory lock key ("clsw"); fits in
 
 
 # -- PostgreSQL and S3 -----------------------------------------------------------------------------------------------
-def pg_run(url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
-    """Run one statement on the database at `url` (a fresh connection); the rows as dicts."""
-
-    async def run() -> list[dict[str, Any]]:
-        conn = await asyncpg.connect(url, timeout=5)
-        try:
-            return [dict(r) for r in await conn.fetch(sql, *args)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
-
-
 def s3_client() -> Any:
     import boto3
     from botocore.config import Config
