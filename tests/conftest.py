@@ -50,40 +50,16 @@ S3_BUCKET = "contentlib-test"
 
 def create_database(pg: str | None = TEST_PG) -> str:
     """A new empty PostgreSQL database on the server `pg` (default TEST_PG); its URL."""
-    import asyncio
-
-    import asyncpg
-
     assert pg
     pg = pg.rstrip("/")
     name = f"cl_test_{uuid.uuid4().hex[:12]}"
-
-    async def create() -> None:
-        conn = await asyncpg.connect(f"{pg}/postgres")
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
+    pg_run(f"{pg}/postgres", f'CREATE DATABASE "{name}"')
     return f"{pg}/{name}"
 
 
 def drop_database(url: str) -> None:
-    import asyncio
-
-    import asyncpg
-
     pg, name = url.rsplit("/", 1)
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(f"{pg}/postgres")
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
+    pg_run(f"{pg}/postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def pg_run(url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
@@ -97,6 +73,21 @@ def pg_run(url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
             await conn.close()
 
     return asyncio.run(run())
+
+
+def s3_client(endpoint: str) -> Any:
+    """A boto3 client for the S3 endpoint the tests use (path-style: the endpoint is an IP address; fail fast)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=S3_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=S3_ENV["AWS_SECRET_ACCESS_KEY"],
+        region_name=S3_ENV["AWS_DEFAULT_REGION"],
+        config=Config(connect_timeout=3, read_timeout=30, retries={"max_attempts": 1}, s3={"addressing_style": "path"}),
+    )
 
 
 def free_port() -> int:
@@ -205,15 +196,8 @@ class ServerProcess:
 
     def s3_client(self) -> Any:
         """A boto3 client for this server's S3 endpoint."""
-        import boto3
-
-        return boto3.client(
-            "s3",
-            endpoint_url=self.s3,
-            aws_access_key_id=S3_ENV["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=S3_ENV["AWS_SECRET_ACCESS_KEY"],
-            region_name=S3_ENV["AWS_DEFAULT_REGION"],
-        )
+        assert self.s3
+        return s3_client(self.s3)
 
     def store_args(self) -> list[str]:
         """The flags that point a `contentlib user ...` command at this server's data."""

@@ -40,7 +40,7 @@ from urllib.parse import quote
 
 import pytest
 import requests
-from conftest import S3_BUCKET, S3_ENV, Api, ServerProcess, assert_error, pg_run
+from conftest import S3_BUCKET, S3_ENV, Api, ServerProcess, assert_error, pg_run, s3_client
 
 pytestmark = [pytest.mark.xdist_group("replicas")]
 
@@ -61,20 +61,6 @@ SWEEPER_LOCK = 0x636C7377  # PostgresStore's advisory lock key ("clsw"); fits in
 
 
 # -- PostgreSQL and S3 -----------------------------------------------------------------------------------------------
-def s3_client() -> Any:
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        endpoint_url=S3_ENDPOINT,
-        aws_access_key_id=S3_ENV["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=S3_ENV["AWS_SECRET_ACCESS_KEY"],
-        region_name=S3_ENV["AWS_DEFAULT_REGION"],
-        config=Config(connect_timeout=3, read_timeout=30, retries={"max_attempts": 1}, s3={"addressing_style": "path"}),
-    )
-
-
 def services_problem() -> str | None:
     """Why PostgreSQL or S3 cannot be used (with the script to run), or None."""
     try:
@@ -82,7 +68,7 @@ def services_problem() -> str | None:
     except Exception as e:
         return f"PostgreSQL at {PG_SERVER} is not reachable ({type(e).__name__}: {e}); {PG_HINT}"
     try:
-        s3 = s3_client()
+        s3 = s3_client(S3_ENDPOINT)
         try:
             s3.head_bucket(Bucket=S3_BUCKET)
         except Exception:
@@ -124,14 +110,14 @@ class Cluster:
     def s3_keys(self) -> set[str]:
         """Every object under the cluster's blob prefix (blob ids)."""
         prefix = f"{self.prefix}/blobs/"
-        pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=S3_BUCKET, Prefix=prefix)
+        pages = s3_client(S3_ENDPOINT).get_paginator("list_objects_v2").paginate(Bucket=S3_BUCKET, Prefix=prefix)
         return {o["Key"][len(prefix) :] for page in pages for o in page.get("Contents", [])}
 
     def destroy(self) -> None:
         for srv in self.replicas:
             srv.stop()
         pg_run(f"{PG_SERVER}/postgres", f'DROP DATABASE IF EXISTS "{self.database.rsplit("/", 1)[1]}" WITH (FORCE)')
-        s3 = s3_client()
+        s3 = s3_client(S3_ENDPOINT)
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=S3_BUCKET, Prefix=f"{self.prefix}/"):
             keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
             if keys:

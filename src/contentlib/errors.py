@@ -92,10 +92,10 @@ def concurrent_change(text: str, *args: object) -> ApiError:
     return ApiError("CONCURRENT_CHANGE", "com.vmware.vapi.std.errors.concurrent_change", text, *args)
 
 
-def unable_to_allocate(text: str, *args: object) -> ApiError:
-    return ApiError(
-        "UNABLE_TO_ALLOCATE_RESOURCE", "com.vmware.vapi.std.errors.unable_to_allocate_resource", text, *args
-    )
+def unable_to_allocate(
+    text: str, *args: object, msg_id: str = "com.vmware.vapi.std.errors.unable_to_allocate_resource"
+) -> ApiError:
+    return ApiError("UNABLE_TO_ALLOCATE_RESOURCE", msg_id, text, *args)
 
 
 def unauthenticated(text: str = "Authentication required.") -> ApiError:

@@ -758,10 +758,7 @@ def _failure(e: BaseException, name: str, live: LiveTransfer) -> TransferFailed:
     if isinstance(e, OSError):
         reason = f"Storing '{name}' failed after {live.bytes} bytes: {e.strerror or e}."
         return TransferFailed(
-            reason,
-            errors.ApiError(
-                "UNABLE_TO_ALLOCATE_RESOURCE", "com.vmware.content.updatesession.file.storage", reason, name
-            ),
+            reason, errors.unable_to_allocate(reason, name, msg_id="com.vmware.content.updatesession.file.storage")
         )
     if isinstance(e, Exception):
         log.exception("transfer of %s failed", name)
