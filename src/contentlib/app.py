@@ -16,8 +16,10 @@ from aiohttp import web
 
 from contentlib import operations
 from contentlib.config import Settings
+from contentlib.protocols.data import DataPlane
 from contentlib.protocols.jsonrpc import JsonRpcApi
-from contentlib.protocols.rest import RestApi, routes
+from contentlib.protocols.legacy_rest import LegacyRestApi
+from contentlib.protocols.rest import RestApi
 from contentlib.services.auth import Auth
 from contentlib.services.core import Core, check_text
 from contentlib.services.download_sessions import DownloadSessions
@@ -48,9 +50,15 @@ class App:
         self.operations = operations.build(self)
         self.rest = RestApi(self)
         self.jsonrpc = JsonRpcApi(self)
+        self.legacy_rest = LegacyRestApi(self)
+        self.data = DataPlane(self.update_sessions, self.download_sessions, blobs)
         self._proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
         self._background: list[asyncio.Task[None]] = []  # the sweeper and the transfer watchdog
         self._last_gc = 0.0
+
+    @property
+    def max_body(self) -> int:
+        return self.settings.max_api_body
 
     def base_url(self, request: web.BaseRequest) -> str:
         """Where clients reach this server, for the upload and download URIs it hands out: the configured public
@@ -65,7 +73,18 @@ class App:
 
     def web_app(self) -> web.Application:
         app = web.Application(client_max_size=self.settings.max_api_body)
-        app.add_routes(routes(self.rest, self.jsonrpc))
+        # `[\s\S]`, not `.`: a path may hold a (percent-encoded) newline, and must still reach a handler that
+        # answers with a vendor error rather than aiohttp's plain-text 404.
+        app.add_routes(
+            [
+                web.post("/api", self.jsonrpc.handle),
+                *self.data.routes(),
+                web.route("*", r"/api/{tail:[\s\S]*}", self.rest.handle),
+                web.route("*", "/api", self.rest.handle),
+                web.route("*", r"/rest/{tail:[\s\S]*}", self.legacy_rest.handle),
+                web.route("*", r"/{tail:[\s\S]*}", self.rest.not_found),
+            ]
+        )
         app.on_startup.append(self._on_startup)
         app.on_cleanup.append(self._on_cleanup)
         return app

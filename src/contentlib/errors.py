@@ -38,6 +38,10 @@ STATUS: dict[str, int] = {
     "UNVERIFIED_PEER": 400,
 }
 
+# error_type -> HTTP status on the legacy /rest dialect: the vAPI runtime's map (REFERENCE.md §4.3), which the /api
+# contract overrode for these two.
+LEGACY_STATUS: dict[str, int] = {**STATUS, "RESOURCE_BUSY": 400, "RESOURCE_INACCESSIBLE": 400}
+
 
 def message(msg_id: str, text: str, *args: object) -> dict[str, Any]:
     """A vapi.std.LocalizableMessage."""
@@ -56,6 +60,10 @@ class ApiError(Exception):
     @property
     def status(self) -> int:
         return STATUS[self.error_type]
+
+    @property
+    def legacy_status(self) -> int:
+        return LEGACY_STATUS[self.error_type]
 
     def to_rest(self) -> dict[str, Any]:
         return {"error_type": self.error_type, "messages": self.messages}

@@ -18,17 +18,15 @@ import logging
 import re
 from functools import cache
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 from aiohttp import web
 
 from contentlib import errors
 from contentlib.operations import Operation
+from contentlib.protocols.host import Host
 from contentlib.services.core import Ctx
-
-if TYPE_CHECKING:
-    from contentlib.app import App
 
 log = logging.getLogger("contentlib.jsonrpc")
 
@@ -147,10 +145,10 @@ def tag_error(e: errors.ApiError) -> dict[str, Any]:
 
 
 class JsonRpcApi:
-    def __init__(self, app: App) -> None:
-        self.app = app
-        self.operations = {(op.service, op.name): op for op in app.operations}
-        self.max_body = app.settings.max_api_body
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.operations = {(op.service, op.name): op for op in host.operations}
+        self.max_body = host.max_body
 
     async def handle(self, request: web.Request) -> web.Response:
         request_id: Any = None
@@ -224,21 +222,21 @@ class JsonRpcApi:
 
     async def _context(self, request: web.Request, op: Operation, ctx: Any) -> Ctx:
         security = ctx.get("securityCtx") if isinstance(ctx, dict) else None
-        base_url = self.app.base_url(request)
+        base_url = self.host.base_url(request)
         scheme = security.get("schemeId") if isinstance(security, dict) else None
         if scheme == USER_PASS:
             assert isinstance(security, dict)
             credentials = (str(security.get("userName") or ""), str(untag(security.get("password")) or ""))
             if not op.auth:
                 return Ctx("", base_url, credentials=credentials)
-            return await self.app.auth.password_context(op, credentials, base_url)  # per-call credentials
+            return await self.host.auth.password_context(op, credentials, base_url)  # per-call credentials
         if not op.auth:
             return Ctx("", base_url)
         if scheme == SESSION_ID:
             assert isinstance(security, dict)
             sid = security.get("sessionId")
             sid = str(untag(sid)) if sid is not None else None
-            return await self.app.auth.session_context(op, sid, base_url)
+            return await self.host.auth.session_context(op, sid, base_url)
         raise errors.unauthenticated("This operation requires authentication: send a session_id security context.")
 
     @staticmethod

@@ -1,38 +1,58 @@
-"""The /api REST codec over the operation table, and the data-plane endpoints (/cls/data, /cls/download).
+"""The /api REST codec over the operation table.
 
 This module only moves values between HTTP and the operations: it finds the operation for a request, decodes its
 inputs (reporting bad input as INVALID_ARGUMENT naming the field), calls the handler, and encodes the result or
-the error with the status the vendor's spec gives. It decides nothing about the API itself.
+the error. It decides nothing about the API itself. How results, errors and the session id travel is the
+`Dialect`'s: /api's own here; the legacy /rest envelope (`legacy_rest.py`) reuses this codec for the /api-style
+paths it also serves.
 """
 
 from __future__ import annotations
 
-import base64
-import logging
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgspec
 from aiohttp import web
 
 from contentlib import errors
 from contentlib.operations import Operation
-from contentlib.services.core import Ctx, check_text
-
-if TYPE_CHECKING:
-    from contentlib.app import App
-    from contentlib.protocols.jsonrpc import JsonRpcApi
-
-log = logging.getLogger("contentlib.rest")
-
-JSON = "application/json"
-_JSON_HEADERS = {"Content-Type": JSON}
-_encode = msgspec.json.encode
+from contentlib.protocols.host import Host
+from contentlib.protocols.http import basic_credentials, convert, decode, header, internal, json_response, read_body
+from contentlib.services.core import Ctx
 
 
-def error_response(e: errors.ApiError) -> web.Response:
-    return web.Response(status=e.status, body=_encode(e.to_rest()), headers=_JSON_HEADERS)
+class Dialect(Protocol):
+    """Where a REST dialect puts what the operation table does not decide."""
+
+    def session_id(self, request: web.Request) -> str | None:
+        """The API session id the request carries."""
+        ...
+
+    def result(self, request: web.Request, op: Operation, value: Any) -> web.Response:
+        """A successful call's response."""
+        ...
+
+    def error(self, e: errors.ApiError) -> web.Response:
+        """A failed call's response."""
+        ...
+
+
+class ApiDialect:
+    """/api: bare JSON results with the contract's success status (204 without a body for void operations),
+    `{"error_type", "messages"}` errors with the /api statuses, the session id in `vmware-api-session-id`."""
+
+    def session_id(self, request: web.Request) -> str | None:
+        return header(request, "vmware-api-session-id")
+
+    def result(self, request: web.Request, op: Operation, value: Any) -> web.Response:
+        if op.status == 204:
+            return web.Response(status=204)
+        return json_response(op.status, value)
+
+    def error(self, e: errors.ApiError) -> web.Response:
+        return json_response(e.status, e.to_rest())
 
 
 @dataclass
@@ -119,27 +139,6 @@ class Router:
         raise errors.operation_not_found(f"No operation is served at {method} {path}.", path)
 
 
-def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
-    """User name and password of an `Authorization: Basic` header (None without one)."""
-    if not authorization:
-        return None
-    if not authorization.lower().startswith("basic "):
-        raise errors.unauthenticated("Authentication required: send user name and password with HTTP Basic.")
-    try:
-        user, sep, password = base64.b64decode(authorization[6:].strip(), validate=True).decode().partition(":")
-    except ValueError:  # not base64 (binascii.Error), not ASCII, or not UTF-8 once decoded
-        raise errors.unauthenticated("The Authorization header is not valid HTTP Basic.") from None
-    if not sep or not user:
-        raise errors.unauthenticated("The Authorization header is not valid HTTP Basic.")
-    return user, password
-
-
-def _header(request: web.Request, name: str) -> str | None:
-    """A request header's value; bytes that are not UTF-8 (aiohttp keeps them as surrogates) are a bad request."""
-    value = request.headers.get(name)
-    return None if value is None else check_text(value, f"The {name} header")
-
-
 def _dispatch_query(request: web.Request, key: str) -> str | None:
     """A dispatch parameter's value in the query: `?name=v` (the 9.1 spec), also after the bare marker that the
     8.0.2 Swagger keeps in its paths, as clients generated from it send it (`?name&name=v`); None when there is
@@ -151,94 +150,61 @@ def _dispatch_query(request: web.Request, key: str) -> str | None:
     return next((v for v in values if v), "")
 
 
-def _invalid(e: Exception) -> errors.ApiError:
-    if isinstance(e, msgspec.ValidationError):
-        return errors.invalid_argument(f"The request is not valid: {e}.", str(e))
-    return errors.invalid_argument(f"The request body is not valid JSON: {e}.", str(e))
-
-
-def _decode(body: bytes, type_: Any) -> Any:
-    try:
-        return msgspec.json.decode(body or b"{}", type=type_)
-    except (msgspec.ValidationError, msgspec.DecodeError) as e:
-        raise _invalid(e) from None
-    except UnicodeDecodeError:  # msgspec raises it for bytes that are not UTF-8
-        raise errors.invalid_argument("The request body is not valid JSON: it is not UTF-8.") from None
-    except RecursionError:
-        raise errors.invalid_argument("The request body is nested too deeply.") from None
-
-
-def _convert(value: Any, type_: Any, name: str) -> Any:
-    if type_ is str and isinstance(value, str):
-        return value
-    try:
-        return msgspec.convert(value, type_, strict=False)
-    except msgspec.ValidationError as e:
-        raise errors.invalid_argument(f"The parameter {name} is not valid: {e}.", name) from None
-
-
 class RestApi:
-    def __init__(self, app: App) -> None:
-        self.app = app
-        self.router = Router(app.operations)
-        self.max_body = app.settings.max_api_body
+    """The /api codec; with another `Dialect`, the same paths under another prefix (legacy_rest.py)."""
 
-    async def _read_body(self, request: web.Request) -> bytes:
-        if request.content_length is not None and request.content_length > self.max_body:
-            raise errors.invalid_argument(
-                f"The request body has {request.content_length} bytes; at most {self.max_body} are accepted."
-            )
-        if not request.body_exists:
-            return b""
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.content.iter_any():
-            size += len(chunk)
-            if size > self.max_body:
-                raise errors.invalid_argument(f"The request body exceeds {self.max_body} bytes.")
-            chunks.append(chunk)
-        return b"".join(chunks)
+    def __init__(self, host: Host, dialect: Dialect | None = None) -> None:
+        self.host = host
+        self.dialect: Dialect = dialect or ApiDialect()
+        self.router = Router(list(host.operations))
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        return await self.serve(request, request.path)
+
+    async def serve(self, request: web.Request, path: str) -> web.StreamResponse:
+        """Answer `request` as the operation at `path` (an /api path)."""
         try:
-            op, path_args = self.router.match(request.method, request.path, request.query)
+            op, path_args = self.router.match(request.method, path, request.query)
             ctx = await self._authenticate(request, op)
             kwargs = await self._inputs(request, op, path_args)
             result = await op.call(ctx, **kwargs)
         except errors.ApiError as e:
-            return error_response(e)
+            return self.dialect.error(e)
         except Exception:
-            return internal_error(request)
-        if op.status == 204:
-            return web.Response(status=204)
-        return web.Response(status=op.status, body=_encode(result), headers=_JSON_HEADERS)
+            return self.dialect.error(internal(request))
+        return self.dialect.result(request, op, result)
+
+    async def not_found(self, request: web.Request) -> web.StreamResponse:
+        return self.dialect.error(
+            errors.operation_not_found(f"No operation is served at {request.method} {request.path}.", request.path)
+        )
 
     async def _authenticate(self, request: web.Request, op: Operation) -> Ctx:
-        base_url = self.app.base_url(request)
+        base_url = self.host.base_url(request)
         if not op.auth:
-            return Ctx("", base_url, credentials=_basic_credentials(_header(request, "Authorization")))
-        return await self.app.auth.session_context(op, _header(request, "vmware-api-session-id"), base_url)
+            return Ctx("", base_url, credentials=basic_credentials(header(request, "Authorization")))
+        return await self.host.auth.session_context(op, self.dialect.session_id(request), base_url)
 
     async def _inputs(self, request: web.Request, op: Operation, path_args: dict[str, str]) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}
-        body = await self._read_body(request)
+        body = await read_body(request, self.host.max_body)
         fields: dict[str, Any] = {}
         fields_type = op.fields_type
         if fields_type is not None:
-            fields = msgspec.structs.asdict(_decode(body, fields_type)) if body.strip() else {}
+            fields = msgspec.structs.asdict(decode(body, fields_type)) if body.strip() else {}
         for p in op.params:
             if p.kind == "path":
                 kwargs[p.name] = path_args[p.name]
             elif p.kind == "body":
-                kwargs[p.name] = _decode(body, p.type)
+                kwargs[p.name] = decode(body, p.type)
             elif p.kind == "header":
-                value = _header(request, p.wire or p.name)
+                value = header(request, p.wire or p.name)
                 if value is None and p.name == "client_token":
                     value = request.query.get("client_token")  # the 8.0.2 spec's form
                 kwargs[p.name] = value
             elif p.kind == "query":
                 value = request.query.get(p.wire or p.name)
-                kwargs[p.name] = None if value is None else _convert(value, p.type, p.name)
+                kwargs[p.name] = None if value is None else convert(value, p.type, p.name)
             else:  # field, dispatch
                 value = _dispatch_query(request, p.wire or p.name) if p.kind == "dispatch" else None
                 if value is None:  # a bare dispatch marker: the value is in the body (the SDK's form)
@@ -246,104 +212,5 @@ class RestApi:
                 if value is None and p.required:
                     raise errors.invalid_argument(f"The parameter {p.name} is required.", p.name)
                 if value is not None:
-                    kwargs[p.name] = _convert(value, p.type, p.name)
+                    kwargs[p.name] = convert(value, p.type, p.name)
         return kwargs
-
-    # -- data plane --------------------------------------------------------------------------------------------
-    async def upload(self, request: web.Request) -> web.StreamResponse:
-        try:
-            await self.app.update_sessions.receive_upload(
-                request.match_info["token"],
-                request.match_info["name"],
-                request.content.iter_any(),
-                request.content_length,
-            )
-        except errors.ApiError as e:
-            return error_response(e)
-        except Exception:
-            return internal_error(request)
-        return web.Response(status=200)
-
-    async def download(self, request: web.Request) -> web.StreamResponse:
-        try:
-            blob_id = await self.app.download_sessions.open_download(
-                request.match_info["token"], request.match_info["name"]
-            )
-            blobs = self.app.core.blobs
-            size = await blobs.size(blob_id)
-        except errors.ApiError as e:
-            return error_response(e)
-        except Exception:
-            return internal_error(request)
-        span = _span(request, size)
-        if span is None:
-            # aiohttp would answer this one chunked; clients expect a plain, sized 416.
-            return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
-        path = blobs.local_path(blob_id)
-        if path is not None:  # sendfile, ranges and HEAD by aiohttp
-            return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
-        start, end = span
-        headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes"}
-        if "Range" in request.headers and _parsed_range(request) is not None:
-            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-        response = web.StreamResponse(status=206 if "Content-Range" in headers else 200, headers=headers)
-        response.content_length = end - start
-        await response.prepare(request)
-        if request.method != "HEAD":
-            async for chunk in blobs.read(blob_id, start, end):
-                await response.write(chunk)
-        await response.write_eof()
-        return response
-
-    async def not_found(self, request: web.Request) -> web.StreamResponse:
-        return error_response(
-            errors.operation_not_found(f"No operation is served at {request.method} {request.path}.", request.path)
-        )
-
-
-def _parsed_range(request: web.Request) -> slice | None:
-    """The request's Range as a slice, or None without one (a malformed one is ignored)."""
-    if "Range" not in request.headers:
-        return None
-    try:
-        rng: slice = request.http_range
-    except ValueError:
-        return None
-    return None if rng.start is None else rng
-
-
-def _span(request: web.Request, size: int) -> tuple[int, int] | None:
-    """The byte range [start, end) a request asks for (the whole blob without a Range header, or with a malformed
-    one, which is ignored); None when it cannot be satisfied (416)."""
-    rng = _parsed_range(request)
-    if rng is None:
-        return 0, size
-    start: int | None = rng.start
-    stop: int | None = rng.stop
-    if start is None:
-        return 0, size
-    if start < 0:  # suffix range: the last -start bytes
-        return (max(0, size + start), size) if size > 0 else None
-    if start >= size:
-        return None
-    return start, size if stop is None else min(stop, size)
-
-
-def internal_error(request: web.Request) -> web.Response:
-    """A bug: log it with its stack; the client gets a vendor error without one."""
-    log.exception("unexpected error in %s %s", request.method, request.path)
-    return error_response(errors.internal("An internal error occurred; the server log has the details."))
-
-
-def routes(api: RestApi, jsonrpc: JsonRpcApi) -> list[web.RouteDef]:
-    # `[\s\S]`, not `.`: a path may hold a (percent-encoded) newline, and must still reach a handler that answers
-    # with a vendor error rather than aiohttp's plain-text 404.
-    return [
-        web.post("/api", jsonrpc.handle),
-        web.route("PUT", r"/cls/data/{token}/{name:[\s\S]+}", api.upload),
-        web.route("POST", r"/cls/data/{token}/{name:[\s\S]+}", api.upload),
-        web.get(r"/cls/download/{token}/{name:[\s\S]+}", api.download),
-        web.route("*", r"/api/{tail:[\s\S]*}", api.handle),
-        web.route("*", "/api", api.handle),
-        web.route("*", r"/{tail:[\s\S]*}", api.not_found),
-    ]
