@@ -130,7 +130,7 @@ def parse(body: bytes) -> Call:
         raise invalid_request("The request declares an entity, which is refused.") from None
     except DefusedXmlException:
         raise invalid_request("The request refers to an external resource, which is refused.") from None
-    except (ParseError, ValueError, UnicodeError) as e:
+    except (ParseError, ValueError, LookupError) as e:  # LookupError: an encoding Python does not know
         raise invalid_request(f"The request is not well-formed XML: {xml_text(str(e))}.") from None
     if root.tag != f"{{{SOAP_ENV}}}Envelope":
         raise invalid_request(f"The request is not a SOAP 1.1 Envelope ({SOAP_ENV}): it is {xml_text(root.tag)}.")
