@@ -6,6 +6,7 @@ serving."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -184,3 +185,24 @@ def test_get_on_sdk(server: ServerProcess) -> None:
     r = requests.get(server.base + "/sdk", timeout=30)
     assert r.status_code == 405 and r.headers["Allow"] == "POST"
     assert parse_fault(r.content).type == "InvalidRequest"
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    [b'vmware_soap_session="\xff\xfe"', b"vmware_soap_session=" + b"a" * 5000, b'vmware_soap_session="a b"'],
+    ids=["not-utf8", "long", "space"],
+)
+def test_odd_session_cookie_is_not_a_session(client: Soap, server: ServerProcess, cookie: bytes) -> None:
+    """A cookie no session could have (it never reaches the store) is answered as a call without a session."""
+    body = envelope("CurrentTime", SERVICE_INSTANCE)
+    head = f"POST /sdk HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\nConnection: close\r\n".encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        s.sendall(head + b"Cookie: " + cookie + b"\r\n\r\n" + body)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    status = int(data.split(b" ", 2)[1])
+    assert status == 500, data[:300]
+    fault = parse_fault(data.partition(b"\r\n\r\n")[2])
+    assert fault.type == "NotAuthenticated"
+    serves(server)

@@ -207,6 +207,15 @@ def service_versions() -> bytes:
 
 
 # -- dispatch ----------------------------------------------------------------------------------------------------------
+def _session_cookie(request: web.Request) -> str | None:
+    """The session id in the vmware_soap_session cookie; a value no session could have (bytes that are not ASCII,
+    controls, anything long) is no session, answered like an unknown one."""
+    sid = request.cookies.get(COOKIE) or None
+    if sid is None or len(sid) > 256 or not sid.isascii() or not sid.isprintable():
+        return None
+    return sid
+
+
 @dataclass
 class Request:
     """One call being answered: who calls (their session id and principal, once checked) and what to send back."""
@@ -307,7 +316,7 @@ class SoapApi:
             raise not_served(call.method)
         if call.this is None:
             raise invalid_request(f"The method {call.method} needs _this: the managed object it is called on.")
-        sid = request.cookies.get(COOKIE) or None
+        sid = _session_cookie(request)
         principal = None
         if sid is not None:
             try:
