@@ -7,8 +7,12 @@ These run in both passes: the datastore is the blob store (a directory, or S3), 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 
 import pytest
 import requests
@@ -18,11 +22,13 @@ from soapkit import (
     SERVICE_INSTANCE,
     SESSION_MANAGER,
     SOAP_ENV,
+    XSI,
     E,
     Soap,
     SoapError,
     V,
     contents,
+    envelope,
     items,
     moref,
     obj_spec,
@@ -47,6 +53,10 @@ def soap(server: ServerProcess) -> Soap:
     return s
 
 
+def local(tag: str) -> str:
+    return tag.rpartition("}")[2]
+
+
 def datastore_of(soap: Soap) -> tuple[str, str]:
     (ds,) = items(
         soap.retrieve(spec_set(prop_spec("Folder", "childEntity"), obj_spec(DATASTORE_FOLDER)))[DATASTORE_FOLDER][
@@ -64,7 +74,9 @@ def test_service_content_before_login(server: ServerProcess) -> None:
     assert moref(content.find(V + "sessionManager")) == SESSION_MANAGER
     assert moref(content.find(V + "viewManager")) == ("ViewManager", "ViewManager")
     assert moref(content.find(V + "searchIndex")) == ("SearchIndex", "SearchIndex")
-    about = {local(c.tag): c.text for c in content.find(V + "about") or []}
+    about_element = content.find(V + "about")
+    assert about_element is not None and about_element.get(f"{{{XSI}}}type") == "AboutInfo"
+    about = {local(c.tag): c.text for c in about_element}
     assert about["name"] == "VMware vCenter Server"
     assert about["vendor"] == "VMware, Inc."
     assert about["version"] == "8.0.2" and about["apiVersion"] == "8.0.2.0"
@@ -77,10 +89,6 @@ def test_service_content_before_login(server: ServerProcess) -> None:
         json={"name": f"g-{uuid.uuid4().hex[:6]}", "storage_backings": [{"type": "OTHER", "storage_uri": "file:///x"}]},
     )
     assert api.get(f"/api/content/library/{r.json()}").json()["server_guid"] == about["instanceUuid"]
-
-
-def local(tag: str) -> str:
-    return tag.rpartition("}")[2]
 
 
 def test_service_versions(server: ServerProcess) -> None:
@@ -106,7 +114,7 @@ def test_current_time_needs_a_login(server: ServerProcess, soap: Soap) -> None:
 def test_login_returns_the_session_and_sets_the_cookie(server: ServerProcess) -> None:
     soap = Soap(server.base)
     r = soap.post(
-        soapkit_envelope("Login", SESSION_MANAGER, E("userName", text=ADMIN_USER), E("password", text=ADMIN_PASSWORD))
+        envelope("Login", SESSION_MANAGER, E("userName", text=ADMIN_USER), E("password", text=ADMIN_PASSWORD))
     )
     assert r.status_code == 200, r.text
     cookie = r.headers["Set-Cookie"]
@@ -117,12 +125,6 @@ def test_login_returns_the_session_and_sets_the_cookie(server: ServerProcess) ->
     assert text(session, "key") == soap.session_id
     assert text(session, "userName") == ADMIN_USER
     assert text(session, "loginTime").endswith("Z")
-
-
-def soapkit_envelope(method: str, this: tuple[str, str], *args: ET.Element) -> bytes:
-    from soapkit import envelope
-
-    return envelope(method, this, *args)
 
 
 @pytest.mark.parametrize(("user", "password"), [(ADMIN_USER, "wrong"), ("nobody@vsphere.local", "x"), ("", "")])
@@ -510,3 +512,62 @@ def test_soap_error_type(soap: Soap) -> None:
     with pytest.raises(SoapError) as e:
         soap.call("CurrentTime", ("ServiceInstance", "nope"))
     assert e.value.status == 500 and e.value.fault.type == "ManagedObjectNotFound"
+
+
+def test_soap_and_rest_logins_share_the_throttle(server: ServerProcess) -> None:
+    """Failed logins count per user name whichever protocol they come by: after three over SOAP, the next over /api
+    is held back (0.25 s), and the one after over SOAP longer (0.5 s)."""
+    name = f"nobody-{uuid.uuid4().hex[:8]}@vsphere.local"
+    soap = Soap(server.base)
+    for _ in range(3):
+        assert (
+            soap.fault("Login", SESSION_MANAGER, E("userName", text=name), E("password", text="x")).type
+            == "InvalidLogin"
+        )
+    http = requests.Session()
+    http.trust_env = False
+    r = http.post(server.base + "/api/session", auth=(name, "x"), timeout=60)
+    assert r.status_code == 401 and r.elapsed.total_seconds() >= 0.25, r.elapsed
+    t = time.monotonic()
+    assert (
+        soap.fault("Login", SESSION_MANAGER, E("userName", text=name), E("password", text="x")).type == "InvalidLogin"
+    )
+    assert time.monotonic() - t >= 0.5
+
+
+def test_idle_expiry_and_revocation(make_server: Callable[..., ServerProcess]) -> None:
+    """A SOAP session is an API session: it expires after --api-session-timeout idle seconds, and ends when its user
+    is removed (within the two seconds a role change takes)."""
+    srv = make_server(args=["--api-session-timeout", "2"])
+    password = "Soap-User-Pw1"
+    cli = [sys.executable, "-m", "contentlib", "user"]
+    r = subprocess.run(
+        [*cli, "add", "soap-user", *srv.store_args()], input=password + "\n", capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0, r.stderr
+    user = Soap(srv.base)
+    user.login("soap-user", password)
+    user.call("CurrentTime", SERVICE_INSTANCE)
+    r = subprocess.run([*cli, "remove", "soap-user", *srv.store_args()], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        r2 = user.post(envelope("CurrentTime", SERVICE_INSTANCE))
+        if r2.status_code == 500:
+            break
+        time.sleep(0.2)
+    assert user.fault("CurrentTime", SERVICE_INSTANCE).type == "NotAuthenticated"
+
+    idle = Soap(srv.base)
+    idle.login(ADMIN_USER, ADMIN_PASSWORD)
+    idle.call("CurrentTime", SERVICE_INSTANCE)
+    time.sleep(2.5)
+    assert idle.fault("CurrentTime", SERVICE_INSTANCE).type == "NotAuthenticated"
+    http = requests.Session()
+    http.trust_env = False
+    assert (
+        http.get(
+            srv.base + "/api/session", headers={"vmware-api-session-id": idle.session_id or ""}, timeout=30
+        ).status_code
+        == 401
+    )

@@ -255,12 +255,12 @@ class PropertyCollector:
 
     async def retrieve(self, specs: list[FilterSpec], caller: Caller) -> list[Data]:
         """The ObjectContent of every object the specs select, in the order they were reached."""
-        checked = [(spec, _check(spec)) for spec in specs]
         if caller.session is None:  # before login, only the SessionManager may be read (and shows nothing)
             for spec in specs:
                 for o in spec.object_set:
                     if o.obj != SESSION_MANAGER:
                         raise not_authenticated(o.obj, "System.Read")
+        checked = [(spec, _check(spec)) for spec in specs]
         found: dict[MoRef, dict[str, Data] | Data] = {}  # an object's properties by path, or its missing entry
         for spec, named in checked:
             walk = _Walk(self.inventory, caller, named)

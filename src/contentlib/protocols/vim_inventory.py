@@ -333,6 +333,8 @@ class Inventory:
             return ref
         if ref.type not in _MANAGED:
             return None
+        if is_a("ContainerView", ref.type) and self.view(MoRef("ContainerView", ref.value)) is not None:
+            return MoRef("ContainerView", ref.value)
         objects = [*self.entities, *self.singletons]
         return next((o for o in objects if o.value == ref.value and is_a(o.type, ref.type)), None)
 
