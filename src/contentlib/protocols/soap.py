@@ -70,6 +70,7 @@ from contentlib.protocols.vim_values import (
 )
 from contentlib.services.auth import Principal
 from contentlib.services.roles import ADMINISTRATOR, VIEW, privileges
+from contentlib.transfer import run_blocking
 
 log = logging.getLogger("contentlib.soap")
 
@@ -77,6 +78,8 @@ SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 VIM25 = "urn:vim25"
 COOKIE = "vmware_soap_session"
 _MAX_DEPTH = 64  # elements nested deeper than this are refused (govc's deepest specs are a dozen levels)
+_MAX_ELEMENTS = 20_000  # and documents with more elements (govc's largest requests have about sixty)
+_PARSE_IN_THREAD = 64 * 1024  # bodies larger than this are parsed in a worker thread, not in the event loop
 _HEADERS = {"Content-Type": "text/xml; charset=utf-8"}
 _ENVELOPE = {
     "xmlns:soapenc": "http://schemas.xmlsoap.org/soap/encoding/",
@@ -87,19 +90,24 @@ _ENVELOPE = {
 
 
 # -- parsing ----------------------------------------------------------------------------------------------------------
-class _TooDeep(Exception):
+class _TooBig(Exception):
     pass
 
 
 class _BoundedBuilder(TreeBuilder):
-    """The tree, refusing nesting deeper than _MAX_DEPTH while it is parsed (before it is ever walked)."""
+    """The tree, refusing more than _MAX_ELEMENTS elements or nesting deeper than _MAX_DEPTH as it is parsed (the
+    parser's time goes with the number of elements: a body of the allowed size could hold a quarter million)."""
 
     depth = 0
+    count = 0
 
     def start(self, tag: str, attrs: dict[str, str]) -> Element:
         self.depth += 1
+        self.count += 1
         if self.depth > _MAX_DEPTH:
-            raise _TooDeep()
+            raise _TooBig(f"The request is nested more than {_MAX_DEPTH} elements deep.")
+        if self.count > _MAX_ELEMENTS:
+            raise _TooBig(f"The request has more than {_MAX_ELEMENTS} elements.")
         return super().start(tag, attrs)
 
     def end(self, tag: str) -> Element:
@@ -122,8 +130,8 @@ def parse(body: bytes) -> Call:
     try:
         parser.feed(body)
         root = parser.close()
-    except _TooDeep:
-        raise invalid_request(f"The request is nested more than {_MAX_DEPTH} elements deep.") from None
+    except _TooBig as e:
+        raise invalid_request(str(e)) from None
     except DTDForbidden:
         raise invalid_request("The request has a document type declaration (<!DOCTYPE>), which is refused.") from None
     except EntitiesForbidden:
@@ -284,7 +292,8 @@ class SoapApi:
             if request.method != "POST":
                 fault = invalid_request(f"{request.method} is not a SOAP request: POST a SOAP 1.1 envelope to /sdk.")
                 return web.Response(status=405, body=fault_document(fault), headers=_HEADERS | {"Allow": "POST"})
-            call = parse(await read_body(request, self.host.max_body))
+            body = await read_body(request, self.host.max_body)
+            call = parse(body) if len(body) <= _PARSE_IN_THREAD else await run_blocking(parse, body)
             req = await self._request(request, call)
             result = await self.methods[call.method].handler(req)
             body, cookie = self._response(call.method, result), req.cookie

@@ -160,6 +160,7 @@ class _Walk:
     names: dict[str, Traversal]
     collected: dict[MoRef, None] = field(default_factory=dict)  # in the order they were reached
     walked: set[tuple[MoRef, int]] = field(default_factory=set)
+    followed: dict[tuple[MoRef, str], list[MoRef]] = field(default_factory=dict)  # references read, by path
 
     async def visit(self, obj: MoRef, select_set: tuple[Selection, ...], skip: bool) -> None:
         key = (obj, id(select_set))
@@ -176,12 +177,13 @@ class _Walk:
                 await self.visit(child, t.select_set, t.skip)
 
     async def references(self, obj: MoRef, path: str) -> list[MoRef]:
-        value = (await self.inventory.values(obj, [path], self.caller)).get(path)
-        if isinstance(value, MoRef):
-            return [value]
-        if isinstance(value, Array):
-            return [v for v in value.items if isinstance(v, MoRef) and self.inventory.exists(v)]
-        return []
+        """The objects property `path` of `obj` refers to (read once per walk: specs may name a path many times)."""
+        found = self.followed.get((obj, path))
+        if found is None:
+            value = (await self.inventory.values(obj, [path], self.caller)).get(path)
+            items = [value] if isinstance(value, MoRef) else value.items if isinstance(value, Array) else ()
+            found = self.followed[(obj, path)] = [v for v in items if isinstance(v, MoRef) and self.inventory.exists(v)]
+        return found
 
 
 def _traversals(selections: tuple[Selection, ...], out: list[Traversal], named: dict[str, Traversal]) -> None:
