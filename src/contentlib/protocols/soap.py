@@ -265,9 +265,9 @@ class SoapApi:
             "RetrieveProperties": Method("PropertyCollector", self._retrieve, anonymous=True),
             "RetrievePropertiesEx": Method("PropertyCollector", self._retrieve_ex, anonymous=True),
             "ContinueRetrievePropertiesEx": Method("PropertyCollector", self._continue),
+            "CancelRetrievePropertiesEx": Method("PropertyCollector", self._cancel),
             # Not in the WSDL, but vCenter serves it and pyvmomi reads every property with it (`si.content`).
             "Fetch": Method("ManagedObject", self._fetch, anonymous=True),
-            "CancelRetrievePropertiesEx": Method("PropertyCollector", self._cancel),
             "CreateContainerView": Method("ViewManager", self._create_view),
             "DestroyView": Method("View", self._destroy_view),
             "FindByInventoryPath": Method("SearchIndex", self._find_by_path),
@@ -344,7 +344,7 @@ class SoapApi:
         if not is_a(this.type, method.receiver):
             raise method_not_found(call.this, call.method)
         caller = Caller(
-            self.host.auth.view(sid) if sid else None,
+            self.host.auth.view(sid) if sid else None,  # None: logged out by another request meanwhile
             request.remote or "",
             xml_text(request.headers.get("User-Agent", "")),
         )
@@ -373,6 +373,7 @@ class SoapApi:
             raise
         req.cookie = sid
         session = self.host.auth.view(sid)
+        assert session is not None  # nobody else knows the new session's id yet
         return self.inventory.user_session(session, Caller(session, req.caller.address, req.caller.user_agent))
 
     async def _logout(self, req: Request) -> Result:

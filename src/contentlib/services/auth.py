@@ -182,10 +182,10 @@ class Auth:
             await self.core.store.touch_api_session(sid, now)
         return Principal(entry.user, entry.role)
 
-    def view(self, sid: str) -> SessionView:
-        """The session `check` has just let through."""
-        entry = self.cache[sid]
-        return SessionView(sid, entry.user, entry.created, entry.last_accessed)
+    def view(self, sid: str) -> SessionView | None:
+        """The session `check` has just let through (None if it was logged out since)."""
+        entry = self.cache.get(sid)
+        return None if entry is None else SessionView(sid, entry.user, entry.created, entry.last_accessed)
 
     async def sessions_of(self, user: str) -> list[SessionView]:
         """The user's sessions that have not expired, with this process's latest use of each."""
