@@ -372,7 +372,17 @@ def test_missing_objects(soap: Soap) -> None:
             "InvalidProperty",
             "bogus",
         ),
+        (
+            spec_set(prop_spec("Folder", "name"), obj_spec(DATACENTER, traversal("Datastore", "summary.datastore"))),
+            "InvalidProperty",
+            "summary.datastore",
+        ),
         (spec_set(prop_spec("NoSuchType", "name"), obj_spec(ROOT)), "InvalidType", "NoSuchType"),
+        (
+            spec_set(prop_spec("Folder", "name"), obj_spec(ROOT, traversal("NoSuchType", "x"))),
+            "InvalidType",
+            "NoSuchType",
+        ),
         (spec_set(prop_spec("Folder", "name"), obj_spec(ROOT, selection("nowhere"))), "InvalidArgument", "nowhere"),
     ],
     ids=[
@@ -380,7 +390,9 @@ def test_missing_objects(soap: Soap) -> None:
         "unknown-field",
         "path-into-a-string",
         "unknown-traversal-path",
+        "traversal-path-into-a-property",
         "unknown-type",
+        "unknown-traversal-type",
         "unknown-selection",
     ],
 )
@@ -458,6 +470,13 @@ def test_container_view(soap: Soap) -> None:
         E("recursive", text="true"),
     )
     assert fault.type == "ManagedObjectNotFound"
+    fault = soap.fault(
+        "CreateContainerView",
+        ("ViewManager", "ViewManager"),
+        ref("container", datastore_of(soap)),
+        E("recursive", text="true"),
+    )
+    assert fault.type == "InvalidArgument" and "not a Folder or a Datacenter" in fault.message
 
 
 def test_fetch(server: ServerProcess, soap: Soap) -> None:

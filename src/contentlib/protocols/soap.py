@@ -419,7 +419,7 @@ class SoapApi:
             raise invalid_request("CreateContainerView needs recursive (true or false).")
         if not self.inventory.exists(container):
             raise not_found(container)
-        if container not in self.inventory.children:
+        if container.type not in ("Folder", "Datacenter"):
             raise invalid_argument("container", f"{container.type} {container.value} is not a Folder or a Datacenter.")
         for t in types:
             if not is_known(t):

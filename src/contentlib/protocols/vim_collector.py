@@ -220,6 +220,8 @@ def _check(spec: FilterSpec) -> dict[str, Traversal]:
     for t in traversals:
         if not is_known(t.type):
             raise invalid_type(t.type)
+        if "." in t.path:
+            raise invalid_property(t.path, f"A TraversalSpec's path names a property, not a path into one: {t.path}.")
         check_path(t.type, t.path)
     for name in _references(roots):
         if name not in named:

@@ -243,5 +243,5 @@ def arg_moref(e: Element | None, where: str) -> MoRef:
         raise invalid_request(f"{where} is required: a managed object reference.")
     type_ = e.get("type")
     if not type_:
-        raise invalid_request(f"{where} is not a managed object reference: it has no type attribute.")
+        raise invalid_request(f"{where} is not a managed object reference: it names no type.")
     return MoRef(type_, arg_text(e))
