@@ -8,13 +8,20 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import Api
+from conftest import ADMIN_PASSWORD, ADMIN_USER, Api, ServerProcess
+from soapkit import datastore_id
 from test_routes import assert_vapi_error
 
 LOCAL = "/api/content/local-library"
 LIBRARY = "/api/content/library"
 DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 OTHER = {"type": "OTHER", "storage_uri": "file:///tmp/contentlib-test"}
+
+
+@pytest.fixture(scope="module")
+def datastore(server: ServerProcess) -> str:
+    """The server's datastore id, as a vSphere client finds it (SOAP inventory): what a DATASTORE backing names."""
+    return datastore_id(server.base, ADMIN_USER, ADMIN_PASSWORD)
 
 
 def unique(prefix: str = "lib") -> str:
@@ -79,12 +86,22 @@ def test_create_and_get_model(api: Api) -> None:
     assert get(api, lid, LIBRARY) == model
 
 
-def test_datastore_backing_and_description_returned_as_given(api: Api) -> None:
-    backing = {"type": "DATASTORE", "datastore_id": "datastore-1001"}
+def test_datastore_backing_and_description_returned_as_given(api: Api, datastore: str) -> None:
+    backing = {"type": "DATASTORE", "datastore_id": datastore}
     lid = create(api, spec(description="a library on a datastore", storage_backings=[backing]))
     model = get(api, lid)
     assert model["storage_backings"] == [backing]
     assert model["description"] == "a library on a datastore"
+
+
+@pytest.mark.parametrize("backing", [{"datastore_id": "datastore-1001"}, {}], ids=["unknown-id", "no-id"])
+def test_datastore_backing_must_name_this_servers_datastore(api: Api, backing: dict[str, str]) -> None:
+    """A DATASTORE backing on a datastore this server does not have is INVALID_ARGUMENT naming what it named, and
+    nothing is created."""
+    name = unique("ds")
+    r = api.post(LOCAL, json=spec(name, storage_backings=[{"type": "DATASTORE", **backing}]))
+    assert_vapi_error(r, 400, "INVALID_ARGUMENT", backing.get("datastore_id", "datastore_id"))
+    assert find(api, {"name": name}) == []
 
 
 def test_type_may_be_left_out_on_create(api: Api) -> None:
@@ -175,10 +192,10 @@ def test_create_invalid_spec(api: Api, mutate: Any, field: str) -> None:
     assert find(api, {"name": name}) == []
 
 
-def test_create_with_several_backings_is_unsupported(api: Api) -> None:
+def test_create_with_several_backings_is_unsupported(api: Api, datastore: str) -> None:
     """LocalLibrary.create: Unsupported "if using multiple storage backings" (swagger 400 Unsupported)."""
     name = unique("multi")
-    body = spec(name, storage_backings=[dict(OTHER), {"type": "DATASTORE", "datastore_id": "datastore-1"}])
+    body = spec(name, storage_backings=[dict(OTHER), {"type": "DATASTORE", "datastore_id": datastore}])
     r = api.post(LOCAL, json=body)
     assert_vapi_error(r, 400, "UNSUPPORTED")
     assert find(api, {"name": name}) == []
@@ -374,10 +391,9 @@ def test_unknown_id_is_not_found(api: Api, method: str, path: str, missing: str)
 
 
 # -- find -------------------------------------------------------------------------------------------------
-def test_find(api: Api) -> None:
+def test_find(api: Api, datastore: str) -> None:
     name = f"Find-MiXeD-{uuid.uuid4().hex[:8]}"
     uri = f"file:///tmp/find-{uuid.uuid4().hex[:8]}"
-    datastore = f"datastore-{uuid.uuid4().hex[:8]}"
     a = create(api, spec(name, storage_backings=[{"type": "OTHER", "storage_uri": uri}]))
     b = create(api, spec(unique(), storage_backings=[{"type": "DATASTORE", "datastore_id": datastore}]))
 
@@ -391,7 +407,11 @@ def test_find(api: Api) -> None:
     assert a in local and b in local
     assert a not in find(api, {"type": "SUBSCRIBED"})
     assert find(api, {"storage_backing": {"type": "OTHER", "storage_uri": uri}}) == [a]
-    assert find(api, {"storage_backing": {"type": "DATASTORE", "datastore_id": datastore}}) == [b]
+    # The server has one datastore, which other tests' libraries use too: b is found, and only libraries on it.
+    on_datastore = find(api, {"storage_backing": {"type": "DATASTORE", "datastore_id": datastore}})
+    assert b in on_datastore and a not in on_datastore
+    backing = [{"type": "DATASTORE", "datastore_id": datastore}]
+    assert all(get(api, lid)["storage_backings"] == backing for lid in on_datastore)
     assert find(api, {"name": name, "storage_backing": {"type": "DATASTORE", "datastore_id": datastore}}) == []
     assert find(api, {"name": f"no-such-{uuid.uuid4().hex}"}) == []
 

@@ -287,7 +287,7 @@ def snapshot(a: Api) -> dict[str, Any]:
 def test_privilege_matrix(srv: ServerProcess, admin: Api, op: tuple[str, str], role: str) -> None:
     call = CALLS[op](admin)
     caller = Api(srv.base, user_name(role), PASSWORD)
-    needed = required()[op] - {"Datastore.AllocateSpace"}  # only for a datastore backing, which this server has not
+    needed = required()[op] - {"Datastore.AllocateSpace"}  # only for a DATASTORE backing; these calls use OTHER
     allowed = needed <= ROLES[role]
     before = None if allowed else snapshot(admin)
     r = caller.request(call.method, call.path, json=call.json, params=call.params)

@@ -20,8 +20,10 @@ from contentlib.protocols.data import DataPlane
 from contentlib.protocols.jsonrpc import JsonRpcApi
 from contentlib.protocols.legacy_rest import LegacyRestApi
 from contentlib.protocols.rest import RestApi
+from contentlib.protocols.soap import SoapApi
 from contentlib.services.auth import Auth
 from contentlib.services.core import Core, check_text
+from contentlib.services.datastores import Datastores
 from contentlib.services.download_sessions import DownloadSessions
 from contentlib.services.libraries import Libraries
 from contentlib.services.trusted_certificates import TrustedCertificates
@@ -43,7 +45,8 @@ class App:
         self.store = store
         self.core = Core(settings, self.store, blobs, replica_id(settings.data_dir))
         self.auth = Auth(self.core)
-        self.libraries = Libraries(self.core)
+        self.datastores = Datastores(blobs)
+        self.libraries = Libraries(self.core, self.datastores)
         self.update_sessions = UpdateSessions(self.core, self.libraries)
         self.download_sessions = DownloadSessions(self.core, self.libraries)
         self.trusted = TrustedCertificates(self.core)
@@ -51,6 +54,7 @@ class App:
         self.rest = RestApi(self)
         self.jsonrpc = JsonRpcApi(self)
         self.legacy_rest = LegacyRestApi(self)
+        self.soap = SoapApi(self)
         self.data = DataPlane(self.update_sessions, self.download_sessions, blobs)
         self._proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
         self._background: list[asyncio.Task[None]] = []  # the sweeper and the transfer watchdog
@@ -59,6 +63,10 @@ class App:
     @property
     def max_body(self) -> int:
         return self.settings.max_api_body
+
+    @property
+    def server_guid(self) -> str:
+        return self.libraries.server_guid
 
     def base_url(self, request: web.BaseRequest) -> str:
         """Where clients reach this server, for the upload and download URIs it hands out: the configured public
@@ -83,6 +91,7 @@ class App:
                 web.route("*", "/api", self.rest.handle),
                 web.route("*", r"/rest/{tail:[\s\S]*}", self.legacy_rest.handle),
                 web.route("*", "/rest", self.legacy_rest.handle),
+                *self.soap.routes(),
                 web.route("*", r"/{tail:[\s\S]*}", self.rest.not_found),
             ]
         )

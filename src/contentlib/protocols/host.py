@@ -14,6 +14,7 @@ from aiohttp import web
 
 from contentlib.operations import Operation
 from contentlib.services.auth import Auth
+from contentlib.services.datastores import Datastores
 
 
 class Host(Protocol):
@@ -25,6 +26,16 @@ class Host(Protocol):
     @property
     def auth(self) -> Auth:
         """Users and API sessions: one login for every protocol."""
+        ...
+
+    @property
+    def datastores(self) -> Datastores:
+        """This server's storage backings as datastores (the SOAP inventory shows them)."""
+        ...
+
+    @property
+    def server_guid(self) -> str:
+        """This server's identity (AboutInfo.instanceUuid, a library's server_guid)."""
         ...
 
     @property

@@ -83,6 +83,16 @@ class Principal:
     role: str
 
 
+@dataclass(frozen=True)
+class SessionView:
+    """An API session as SessionManager.sessionList shows it."""
+
+    id: str
+    user: str
+    created: float
+    last_accessed: float
+
+
 @dataclass
 class _Cached:
     user: str
@@ -171,6 +181,31 @@ class Auth:
             entry.stored_last_accessed = now
             await self.core.store.touch_api_session(sid, now)
         return Principal(entry.user, entry.role)
+
+    def view(self, sid: str) -> SessionView | None:
+        """The session `check` has just let through (None if it was logged out since)."""
+        entry = self.cache.get(sid)
+        return None if entry is None else SessionView(sid, entry.user, entry.created, entry.last_accessed)
+
+    async def sessions_of(self, user: str) -> list[SessionView]:
+        """The user's sessions that have not expired, with this process's latest use of each."""
+        now = self.core.now()
+        views = []
+        for row in await self.core.store.list_api_sessions(user):
+            entry = self.cache.get(row["id"])
+            last = max(row["last_accessed"], entry.last_accessed if entry else 0.0)
+            if now - last <= self.core.settings.api_session_timeout:
+                views.append(SessionView(row["id"], row["owner"], row["created"], last))
+        return views
+
+    async def is_active(self, sid: str, user: str) -> bool:
+        """Whether `sid` is an open session of `user` (without counting as a use of it)."""
+        row = await self.core.store.get_api_session(sid)
+        if row is None or str(row["owner"]).lower() != user.lower():
+            return False
+        entry = self.cache.get(sid)
+        last = max(row["last_accessed"], entry.last_accessed if entry else 0.0)
+        return bool(self.core.now() - last <= self.core.settings.api_session_timeout)
 
     async def info(self, sid: str) -> dict[str, Any]:
         entry = self.cache[sid]

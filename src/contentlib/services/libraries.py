@@ -16,6 +16,7 @@ from contentlib.model import (
     to_builtins,
 )
 from contentlib.services.core import Core, Ctx, check_client_token, load_json
+from contentlib.services.datastores import Datastores
 from contentlib.storage.sql import Row, TokenTaken, dumps
 
 _LIBRARY_EXTRA = ("optimization_info", "publish_info", "subscription_info", "security_policy_id", "configuration_info")
@@ -36,19 +37,25 @@ def _extra(spec: LibraryModel) -> dict[str, Any]:
     return extra
 
 
-def _backing(b: StorageBacking) -> dict[str, Any]:
+def _backing(ctx: Ctx, b: StorageBacking, i: int, datastores: Datastores) -> dict[str, Any]:
+    """A storage backing as stored. Either kind maps to the blob store; a DATASTORE backing must name this server's
+    datastore, and needs the privilege the contract names for it."""
     if b.type is None:
         raise errors.invalid_argument("storage_backings[].type is required (DATASTORE or OTHER).")
     if b.type == "DATASTORE" and b.storage_uri is not None:
         raise errors.invalid_argument("storage_backings[].storage_uri is only valid when type is OTHER.")
     if b.type == "OTHER" and b.datastore_id is not None:
         raise errors.invalid_argument("storage_backings[].datastore_id is only valid when type is DATASTORE.")
+    if b.type == "DATASTORE":
+        datastore = datastores.check(b.datastore_id, f"create_spec.storage_backings[{i}].datastore_id")
+        ctx.require(("Datastore.AllocateSpace",), f"A storage backing on the datastore {datastore.id}")
     return dict(to_builtins(b))
 
 
 class Libraries:
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core, datastores: Datastores) -> None:
         self.core = core
+        self.datastores = datastores
         self.store = core.store
         self.server_guid = ""
 
@@ -106,6 +113,7 @@ class Libraries:
                 "com.vmware.content.library.multiple_storage_backings",
                 "A library supports exactly one storage backing.",
             )
+        backings = [_backing(ctx, b, i, self.datastores) for i, b in enumerate(create_spec.storage_backings)]
         now = self.core.now()
         extra = _extra(create_spec)
         lid = self.core.new_id()
@@ -116,7 +124,7 @@ class Libraries:
                     "name": create_spec.name,
                     "description": create_spec.description or "",
                     "type": "LOCAL",
-                    "storage_backings": dumps([_backing(b) for b in create_spec.storage_backings]),
+                    "storage_backings": dumps(backings),
                     "extra": dumps(extra),
                     "version": 1,
                     "created": now,

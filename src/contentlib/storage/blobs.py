@@ -57,6 +57,14 @@ class BlobStore(Protocol):
         """Delete the candidates not written within the last `grace` seconds; how many went."""
         ...
 
+    def location(self) -> str:
+        """Where the blobs live, as a URL (`file:///dir/`, `s3://bucket/prefix/`): the datastore's url."""
+        ...
+
+    async def space(self) -> tuple[int, int] | None:
+        """The storage's capacity and free bytes, or None when it has no capacity to report (S3)."""
+        ...
+
     async def close(self) -> None: ...
 
 

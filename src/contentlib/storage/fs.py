@@ -162,5 +162,13 @@ class FileBlobStore:
 
         return int(await run_blocking(delete_them))
 
+    def location(self) -> str:
+        return self.root.resolve().as_uri() + "/"
+
+    async def space(self) -> tuple[int, int] | None:
+        """The filesystem's size and the bytes an unprivileged writer may still use (statvfs)."""
+        st = await run_blocking(os.statvfs, self.root)
+        return st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
+
     async def close(self) -> None:
         pass

@@ -150,6 +150,12 @@ class S3BlobStore:
     def local_path(self, blob_id: str) -> Path | None:
         return None
 
+    def location(self) -> str:
+        return f"s3://{self.bucket}/{self._key('')}"
+
+    async def space(self) -> tuple[int, int] | None:
+        return None  # a bucket has no capacity, and S3 reports none
+
     def direct_uri(self, blob_id: str) -> str:
         return f"s3://{self.bucket}/{self._key(blob_id)}"
 

@@ -328,6 +328,9 @@ class SqlStore:
             "SELECT s.*, u.role FROM api_sessions s JOIN users u ON lower(u.name) = lower(s.owner) WHERE s.id=?", (sid,)
         )
 
+    async def list_api_sessions(self, owner: str) -> list[Row]:
+        return await self._all("SELECT * FROM api_sessions WHERE lower(owner)=lower(?) ORDER BY created, id", (owner,))
+
     async def touch_api_session(self, sid: str, now: float) -> None:
         await self._exec("UPDATE api_sessions SET last_accessed=? WHERE id=?", (now, sid))
 
