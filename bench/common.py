@@ -48,6 +48,7 @@ class Config:
     big: bool
     ova: bool
     scaleout: bool
+    govc: bool
     pg_url: str
     s3_endpoint: str
     hash_bytes: int

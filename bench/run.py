@@ -1,17 +1,18 @@
 #!/usr/bin/env python3
 """contentlib benchmark: machine limits, upload, API GET rate, cycle rate, OVA vs plain upload, REST vs JSON-RPC,
-PostgreSQL + S3 next to SQLite + disk.
+PostgreSQL + S3 next to SQLite + disk, govc library.import against vcsim 0.24.2.
 
 Starts its own `python -m contentlib serve --http` on a free loopback port with a temporary data dir,
 measures, prints Markdown tables next to the targets of issues 2-5 and the vcsim reference figures, writes
 them to bench/results/latest.md (bench/results/quick.md with --quick), and deletes the data dir.
 
-    .venv/bin/python bench/run.py [--runs N] [--no-10g] [--no-ova] [--no-scaleout] [--quick] [--dir PARENT]
-                                  [--out FILE] [--pg URL] [--s3 URL]
+    .venv/bin/python bench/run.py [--runs N] [--no-10g] [--no-ova] [--no-scaleout] [--no-govc] [--quick]
+                                  [--dir PARENT] [--out FILE] [--pg URL] [--s3 URL]
 
 Needs curl and wrk (wrk is installed with `apt-get install -y wrk` when missing and running as root). Section 7
 needs PostgreSQL and an S3 server: the local ones are started with scripts/ensure-postgres.sh and
-scripts/ensure-seaweedfs.sh when they are not running (and stopped again afterwards).
+scripts/ensure-seaweedfs.sh when they are not running (and stopped again afterwards). Section 8 needs govc and
+vcsim 0.24.2, built (once, then cached) by scripts/build-govmomi.sh.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ if not __package__:  # run as a script (`python bench/run.py`): import the secti
 from bench.api_rate import bench_api, ensure_wrk
 from bench.common import DEFAULT_PG, DEFAULT_S3, RESULTS, BenchError, Config, GiB, MiB, Report, header, human
 from bench.cycles import bench_cycles
+from bench.govc import GOVMOMI_VERSION, bench_govc
 from bench.jsonrpc import bench_jsonrpc
 from bench.limits import bench_limits
 from bench.ova import bench_ova
@@ -44,6 +46,11 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--no-10g", action="store_true", help="skip the 10 GiB peak-RSS upload")
     p.add_argument("--no-ova", action="store_true", help="skip the OVA vs plain upload comparison")
     p.add_argument("--no-scaleout", action="store_true", help="skip PostgreSQL + S3 next to SQLite + disk")
+    p.add_argument(
+        "--no-govc",
+        action="store_true",
+        help=f"skip govc library.import against contentlib and vcsim {GOVMOMI_VERSION}",
+    )
     p.add_argument(
         "--pg",
         default=DEFAULT_PG,
@@ -72,6 +79,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
             big=not a.no_10g,
             ova=not a.no_ova,
             scaleout=not a.no_scaleout,
+            govc=not a.no_govc,
             pg_url=a.pg.rstrip("/"),
             s3_endpoint=a.s3.rstrip("/"),
             hash_bytes=64 * MiB,
@@ -91,6 +99,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         big=not a.no_10g,
         ova=not a.no_ova,
         scaleout=not a.no_scaleout,
+        govc=not a.no_govc,
         pg_url=a.pg.rstrip("/"),
         s3_endpoint=a.s3.rstrip("/"),
         hash_bytes=GiB,
@@ -141,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.scaleout:
             with rep.section("PostgreSQL + S3", srv):
                 bench_scaleout(cfg, srv, api, lib, src, work, rep)
+        if cfg.govc:
+            with rep.section("govc library.import against vcsim"):
+                bench_govc(cfg, src, work, rep)
     except (BenchError, requests.RequestException) as e:
         rep.failed.append("setup")
         rep.add(f"**ERROR**: `{type(e).__name__}: {e}`")

@@ -11,10 +11,12 @@ import subprocess
 import sys
 import time
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
 import requests
+from urllib3.exceptions import InsecureRequestWarning
 
 from bench.common import REPO, BenchError
 
@@ -36,6 +38,7 @@ class Server:
         args: list[str] | None = None,
         env: dict[str, str] | None = None,
         password: str | None = None,
+        tls: bool = False,
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.data_dir = workdir / "data"
@@ -43,8 +46,9 @@ class Server:
         self.args = list(args or [])  # extra `serve` flags (--database, --blobs)
         self.env = dict(env or {})
         self.password = password or "Bench-" + secrets.token_urlsafe(12)
+        self.tls = tls  # HTTPS with the certificate the server generates into its data dir (govc's default)
         self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
+        self.base = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -57,7 +61,8 @@ class Server:
         env.update(self.env)
         env["CONTENTLIB_ADMIN_PASSWORD"] = self.password
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
-        cmd = [sys.executable, "-m", "contentlib", "serve", "--http", "--listen", f"127.0.0.1:{self.port}"]
+        cmd = [sys.executable, "-m", "contentlib", "serve", *([] if self.tls else ["--http"])]
+        cmd += ["--listen", f"127.0.0.1:{self.port}"]
         cmd += ["--data-dir", str(self.data_dir), *self.args]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
@@ -67,8 +72,9 @@ class Server:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise BenchError(f"server exited with {self.proc.returncode}:\n{self.log()}")
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(self.base + "/api/session", timeout=1).status_code == 401:
+            with contextlib.suppress(requests.RequestException), warnings.catch_warnings():
+                warnings.simplefilter("ignore", InsecureRequestWarning)  # the self-signed certificate
+                if requests.get(self.base + "/api/session", timeout=1, verify=not self.tls).status_code == 401:
                     return
             time.sleep(0.05)
         raise BenchError(f"server did not answer in {timeout:.0f} s:\n{self.log()}")
