@@ -1,8 +1,9 @@
-"""Fuzzing /api with schemathesis against the vendor's 8.0.2 Swagger files (issue 6, point 3).
+"""Fuzzing /api and /rest with schemathesis against the vendor's 8.0.2 Swagger files (issue 6 point 3, issue 10).
 
 What runs: every operation of `vsphere-8.0.2-content.swagger.json` + `vsphere-8.0.2-session.swagger.json` that the
-server serves (the intersection with the server's own operation table, `contentlib.operations`; the legacy
-`/rest/...` paths and the services this server does not implement are left out), with schemathesis-generated
+server serves (the intersection with the server's own operation table, `contentlib.operations`, on /api, and with
+the legacy paths the /rest codec derives from it, `legacy_rest.Route`; the services this server does not implement
+are left out), with schemathesis-generated
 inputs (its examples, coverage and fuzzing phases; valid and invalid data, and methods the spec does not define
 for a path), against a private `contentlib serve` process, authenticated with `vmware-api-session-id` (the
 session endpoints: login with HTTP Basic, logout on a throwaway session so the fuzzer never logs itself out).
@@ -24,6 +25,11 @@ Checks on every response:
   content-type check is skipped for it (REFERENCE.md §1 item 4, §5 "response content type: absent or JSON");
 - every error is a vendor error (REFERENCE.md §4.1) valid against the spec's `VapiStdErrors<Type>` schema, with
   the HTTP status REFERENCE.md §1 item 4 gives its error_type.
+
+On /rest the same checks hold in that dialect (docs/rest-dialect.md): a success is 200 (`{"value": ...}`, or no body
+for a void operation), an error is the `{"type", "value"}` envelope valid against the spec's
+`vapi.std.errors.<type>_error` schema, with the vAPI runtime's status for its type; a /rest operation is held to the
+vendor contract of its /api replacement (the spec's `x-vmw-deprecated` pointer).
 
 Undocumented statuses: the 8.0.2 Swagger lists only some of each operation's errors (most operations omit 401 and
 403; some omit errors their vAPI definition declares, e.g. `item.file.get` declares UNSUPPORTED but documents no
@@ -64,6 +70,7 @@ from schemathesis.core import NotSet
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
 from contentlib import operations
+from contentlib.protocols.legacy_rest import _API_FORM_ONLY, SESSION, Route, service_path
 
 EXAMPLES = int(os.environ.get("CONTENTLIB_FUZZ_EXAMPLES", "50"))
 SPEC_FILES = ("vsphere-8.0.2-content.swagger.json", "vsphere-8.0.2-session.swagger.json")
@@ -85,6 +92,8 @@ ERROR_STATUS = {
     "ERROR": 500,
     "OPERATION_NOT_FOUND": 404,
 }
+# The /rest status of each (docs/rest-dialect.md: the runtime's map).
+LEGACY_STATUS = {**ERROR_STATUS, "RESOURCE_BUSY": 400, "RESOURCE_INACCESSIBLE": 400}
 # Errors any operation may answer although its Swagger entry does not list them (see the module docstring).
 ANY_OPERATION = {"UNAUTHENTICATED", "UNAUTHORIZED", "INVALID_ARGUMENT"}
 
@@ -99,8 +108,25 @@ def _served() -> set[tuple[str, str, str | None, str | None]]:
     return served
 
 
+REST_NOT_IN_SPEC = (
+    service_path(SESSION),
+    service_path("com.vmware.content.trusted_certificates"),
+    service_path("com.vmware.content.security_policies"),  # vSphere 7.0.3: /api only
+)
+
+
+def _served_rest() -> set[str]:
+    """`METHOD /rest/...` of every legacy route the /rest codec derives from the table, as the Swagger writes it."""
+    ops = operations.build(mock.Mock())
+    served = {Route.of(op).form for op in ops if op.service not in _API_FORM_ONLY}
+    return served | {f"GET {service_path(SESSION)}"}
+
+
 def _key(method: str, swagger_path: str) -> tuple[str, str, str | None, str | None]:
-    """The same key for a Swagger path such as `/api/x/{id}?action=find` or `/api/x/{id}/file?name`."""
+    """The same key for a Swagger path such as `/api/x/{id}?action=find` or `/api/x/{id}/file?name`; a served /rest
+    path is keyed by the /api operation it stands for."""
+    if swagger_path.startswith("/rest/"):
+        return ("REST", f"{method.upper()} {swagger_path}", None, None)
     path, _, suffix = swagger_path.partition("?")
     action = suffix.removeprefix("action=") if suffix.startswith("action=") else None
     return method.upper(), path, action, (suffix or None) if action is None else None
@@ -109,13 +135,14 @@ def _key(method: str, swagger_path: str) -> tuple[str, str, str | None, str | No
 def _raw_schema() -> tuple[dict[str, Any], set[tuple[str, str, str | None, str | None]]]:
     """Both Swagger files as one document holding only the served operations; and the served keys it lacks."""
     served = _served()
+    served_rest = {("REST", form, None, None) for form in _served_rest()}
     merged: dict[str, Any] | None = None
     found = set()
     for name in SPEC_FILES:
         doc = json.loads((API_DIR / name).read_text())
         paths: dict[str, Any] = {}
         for path, item in doc["paths"].items():
-            kept = {m: o for m, o in item.items() if m == "parameters" or _key(m, path) in served}
+            kept = {m: o for m, o in item.items() if m == "parameters" or _key(m, path) in served | served_rest}
             found |= {_key(m, path) for m in kept if m != "parameters"}
             if set(kept) - {"parameters"}:
                 paths[path] = kept
@@ -126,11 +153,15 @@ def _raw_schema() -> tuple[dict[str, Any], set[tuple[str, str, str | None, str |
             for defname, definition in doc["definitions"].items():
                 assert merged["definitions"].setdefault(defname, definition) == definition, defname
     assert merged is not None
-    return merged, served - found
+    # The 8.0.2 files give no /rest form of the session, the trust store and the security policies at all
+    # (docs/rest-dialect.md derives one).
+    unspecified = (served | served_rest) - found
+    return merged, {k for k in unspecified if not (k[0] == "REST" and k[1].split(" ")[1].startswith(REST_NOT_IN_SPEC))}
 
 
 RAW, UNSPECIFIED = _raw_schema()
 SERVED_PATHS = {(method, path) for method, path, _, _ in _served()}
+SERVED_REST = _served_rest()
 DEFINITIONS = RAW["definitions"]
 _VARIABLE = re.compile(r"\{\w+\}")
 # operations.json's templates name path variables as the SDK does (`{sourceLibraryItemId}`, `{item}` where the
@@ -160,10 +191,21 @@ def _error_name(error_type: str) -> str:
     return "".join(w.capitalize() for w in error_type.split("_"))
 
 
+def _replacement(case: schemathesis.Case) -> tuple[str, str]:
+    """(METHOD, /api Swagger path) of the operation: itself, or for a /rest one the spec's replacement pointer."""
+    raw = case.operation.definition.raw
+    if not case.operation.path.startswith("/rest/"):
+        return case.operation.method.upper(), case.operation.path
+    pointer = raw["x-vmw-deprecated"]["replacement"].split("#", 1)[1]  # /paths/~1api~1content~1library/get
+    _, _, escaped, method = pointer.split("/")
+    return method.upper(), escaped.replace("~1", "/").replace("~0", "~")
+
+
 def _contract(case: schemathesis.Case) -> dict[str, Any]:
     """The operation in operations.json (its templates keep the `?action=x` / `?name` suffix, as the Swagger paths
     do)."""
-    return dict(CONTRACT[(case.operation.method.upper(), _VARIABLE.sub("{}", case.operation.path))])
+    method, path = _replacement(case)
+    return dict(CONTRACT[(method, _VARIABLE.sub("{}", path))])
 
 
 # Errors an operation may answer beyond those its vAPI definition declares, each for a documented reason:
@@ -176,7 +218,7 @@ def _declared(case: schemathesis.Case) -> set[str]:
     """The error types the vendor contract lets this operation answer."""
     op = _contract(case)
     names = {e["error"] for e in op["errors"] + op["errors_only_in_docstring"]}
-    beyond = BEYOND_DECLARED.get((case.operation.method.upper(), case.operation.path), set())
+    beyond = BEYOND_DECLARED.get(_replacement(case), set())
     return {t for t in ERROR_STATUS if _error_name(t) in names} | ANY_OPERATION | beyond
 
 
@@ -317,7 +359,7 @@ def counted(request: pytest.FixtureRequest) -> Iterator[list[int]]:
 
 
 def _headers(case: schemathesis.Case, seeds: Seeds) -> dict[str, str]:
-    if case.operation.path == "/api/session":
+    if case.operation.path in ("/api/session", service_path(SESSION)):
         if case.method.upper() == "POST":
             return {"Authorization": "Basic " + base64.b64encode(f"{ADMIN_USER}:{ADMIN_PASSWORD}".encode()).decode()}
         if case.method.upper() == "DELETE":  # log out a throwaway session, never ours
@@ -326,10 +368,14 @@ def _headers(case: schemathesis.Case, seeds: Seeds) -> dict[str, str]:
 
 
 @functools.cache
-def _error_validator(error_type: str) -> jsonschema.Draft4Validator:
-    """The spec's schema of this error (Swagger 2.0 schemas are JSON Schema draft 4)."""
-    name = f"VapiStdErrors{_error_name(error_type)}"
-    ref = f"#/definitions/{name if name in DEFINITIONS else 'VapiStdErrorsError'}"  # all have the Error shape
+def _error_validator(error_type: str, legacy: bool = False) -> jsonschema.Draft4Validator:
+    """The spec's schema of this error (Swagger 2.0 schemas are JSON Schema draft 4); on /rest, of its envelope."""
+    if legacy:
+        name = f"vapi.std.errors.{error_type.lower()}_error"
+        ref = f"#/definitions/{name if name in DEFINITIONS else 'vapi.std.errors.error_error'}"
+    else:
+        name = f"VapiStdErrors{_error_name(error_type)}"
+        ref = f"#/definitions/{name if name in DEFINITIONS else 'VapiStdErrorsError'}"  # all have the Error shape
     return jsonschema.Draft4Validator({"$ref": ref, "definitions": DEFINITIONS})
 
 
@@ -343,8 +389,11 @@ def _valid_per_spec(case: schemathesis.Case) -> bool:
             return False
         if p["in"] == "body":
             if isinstance(case.body, NotSet):
-                # The Swagger never marks a body required; operations.json has the vAPI parameter's `optional`.
-                if any(q["location"]["in"] == "body" and not q["optional"] for q in _contract(case)["params"]):
+                # The /api paths never mark a body required (operations.json has the vAPI parameter's `optional`);
+                # the /rest ones do, for the object that wraps the inputs.
+                if p.get("required") or any(
+                    q["location"]["in"] == "body" and not q["optional"] for q in _contract(case)["params"]
+                ):
                     return False
                 continue
             label = case.operation.label
@@ -361,6 +410,7 @@ def _check(case: schemathesis.Case, r: schemathesis.Response) -> None:
     documented = case.operation.definition.raw["responses"]
     text = r.content.decode(errors="replace")
     what = f"{case.method} {r.request.url} {r.request.body!r:.1000} -> {r.status_code} {text[:2000]}"
+    legacy = path.startswith("/rest/")
     if r.status_code < 400:
         assert case.method.upper() == method and str(r.status_code) in documented, what
         assert r.status_code != 204 or not r.content, what
@@ -368,23 +418,30 @@ def _check(case: schemathesis.Case, r: schemathesis.Response) -> None:
     # Every error is a vendor error (REFERENCE.md §4.1) with its type's status, valid against the spec's schema.
     assert r.headers.get("content-type", [""])[0].startswith("application/json"), what
     body = json.loads(text)
-    error_type = body.get("error_type") if isinstance(body, dict) else None
+    error = body.get("value") if legacy and isinstance(body, dict) else body
+    error_type = error.get("error_type") if isinstance(error, dict) else None
     assert error_type in ERROR_STATUS, what
-    assert ERROR_STATUS[error_type] == r.status_code, what
+    assert (LEGACY_STATUS if legacy else ERROR_STATUS)[error_type] == r.status_code, what
     assert r.status_code < 500 or error_type == "RESOURCE_BUSY", what
-    problems = [e.message for e in _error_validator(error_type).iter_errors(body)]
+    if legacy:
+        assert body["type"] == f"com.vmware.vapi.std.errors.{error_type.lower()}", what
+    problems = [e.message for e in _error_validator(error_type, legacy).iter_errors(body)]
     assert not problems, f"{what}: {problems}"
     if case.method.upper() != method:
         # The coverage phase also sends methods the spec does not define for the path. Where the server has no
         # operation for that method, that is OPERATION_NOT_FOUND; where it has (POST /item next to
         # GET /item?library_id), the request was that operation's, held to the checks above only.
-        if (case.method.upper(), path.partition("?")[0]) not in SERVED_PATHS:
+        if legacy:
+            base = path.partition("?")[0]
+            if not any(form.split(" ", 1) == [case.method.upper(), base] for form in SERVED_REST):
+                assert error_type == "OPERATION_NOT_FOUND", what
+        elif (case.method.upper(), path.partition("?")[0]) not in SERVED_PATHS:
             assert error_type == "OPERATION_NOT_FOUND", what
         return
     declared = _declared(case)
     if str(r.status_code) not in documented and _valid_per_spec(case):
         declared.discard("INVALID_ARGUMENT")  # only the codec's answer to input the spec itself calls invalid
-        if (method, path) == ("POST", "/api/content/trusted-certificates"):
+        if _replacement(case) == ("POST", "/api/content/trusted-certificates"):
             # The spec's cert_text is any string; one that is not a PEM certificate is bad input, and bad input
             # gets INVALID_ARGUMENT (DESIGN.md "Errors are values"), not the 500 ERROR the contract declares.
             declared.add("INVALID_ARGUMENT")
@@ -409,9 +466,9 @@ def test_fuzz(
     r = case.call(base_url=srv.base, session=seeds.api.http, headers=_headers(case, seeds), timeout=60)
     _check(case, r)
     checks = [response_schema_conformance, content_type_conformance]
-    if r.status_code == 204:
-        # A void operation answers 204 with no body and so no Content-Type, which the Swagger's global `produces`
-        # does not foresee; REFERENCE.md §1 item 4 and §5 ("response content type: absent or JSON").
+    if not r.content:
+        # A void operation answers with no body (204 on /api, 200 on /rest) and so no Content-Type, which the
+        # Swagger's global `produces` does not foresee; REFERENCE.md §1 item 4 and §5 ("absent or JSON").
         checks.remove(content_type_conformance)
     case.validate_response(r, checks=checks)
     if r.status_code < 300 and (case.method.upper() == "DELETE" or DESTRUCTIVE.search(case.operation.path)):

@@ -86,6 +86,7 @@ class App:
                 web.route("*", r"/api/{tail:[\s\S]*}", self.rest.handle),
                 web.route("*", "/api", self.rest.handle),
                 web.route("*", r"/rest/{tail:[\s\S]*}", self.legacy_rest.handle),
+                web.route("*", "/rest", self.legacy_rest.handle),
                 web.route("*", r"/{tail:[\s\S]*}", self.rest.not_found),
             ]
         )

@@ -19,6 +19,7 @@ cookie unless the client asks for header authentication (`vmware-use-header-auth
 
 from __future__ import annotations
 
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +40,7 @@ from contentlib.protocols.http import (
     read_body,
 )
 from contentlib.protocols.rest import RestApi
-from contentlib.services.core import Ctx
+from contentlib.services.core import Ctx, check_text
 
 PREFIX = "/rest"
 COOKIE = "vmware-api-session-id"
@@ -52,7 +53,8 @@ class LegacyDialect:
     """The legacy envelope, for both path forms."""
 
     def session_id(self, request: web.Request) -> str | None:
-        return header(request, "vmware-api-session-id") or request.cookies.get(COOKIE)
+        cookie = request.cookies.get(COOKIE)
+        return header(request, "vmware-api-session-id") or (cookie and check_text(cookie, f"The {COOKIE} cookie"))
 
     def result(self, request: web.Request, op: Operation, value: Any) -> web.Response:
         if op.status == 204:
@@ -169,13 +171,14 @@ class LegacyRestApi:
         return self.dialect.result(request, bound.op, result)
 
     def _match(self, request: web.Request) -> tuple[_Bound, str | None]:
-        path, method = request.path, request.method
+        # The raw path: an id may hold an encoded `/` (it then names nothing, rather than another route).
+        path, method = request.rel_url.raw_path, request.method
         base, _, last = path.rpartition("/")
         id_value: str | None = None
         if last.startswith("id:") and base in self.bases:
-            id_value = last[3:]
+            id_value = urllib.parse.unquote(last[3:])
         else:
-            base = path
+            base = request.path
         action = request.query.get("~action")
         bound = self.routes.get((method, base, id_value is not None, action))
         if bound is not None:
@@ -203,7 +206,7 @@ class LegacyRestApi:
         kwargs: dict[str, Any] = {}
         for p in bound.op.params:
             if p.name == bound.route.id_param:
-                kwargs[p.name] = id_value or ""  # aiohttp has percent-decoded the path
+                kwargs[p.name] = id_value or ""
                 continue
             value = given.get(p.name)
             if value is None:

@@ -123,7 +123,8 @@ class Router:
         }
         self.variable = [r for r in ordered if r.variable]
 
-    def match(self, method: str, path: str, query: Any) -> tuple[Operation, dict[str, str]]:
+    def match(self, method: str, path: str, query: Any, shown: str | None = None) -> tuple[Operation, dict[str, str]]:
+        """The operation at `path` and its path arguments; errors name the path as the client sent it (`shown`)."""
         matched: int | None = None  # how many parameters the first route matching the path has
         for route in self.by_segments.get(path.count("/"), self.variable):
             if matched is not None and route.params > matched:
@@ -139,7 +140,7 @@ class Router:
                 op = route.by_action.get(action)
                 if op is None:
                     raise errors.operation_not_found(
-                        f"The action '{action}' is not supported on {method} {path}.", action
+                        f"The action '{action}' is not supported on {method} {shown or path}.", action
                     )
                 return op, _arguments(op, m)
             if route.dispatch is not None:
@@ -148,10 +149,10 @@ class Router:
                     return route.dispatch, _arguments(route.dispatch, m)
             if route.plain is not None:
                 return route.plain, _arguments(route.plain, m)
-            raise errors.operation_not_found(f"{method} {path} needs an action (?action=...).")
+            raise errors.operation_not_found(f"{method} {shown or path} needs an action (?action=...).")
         if matched is not None:
-            raise errors.operation_not_found(f"The method {method} is not supported on {path}.", method)
-        raise errors.operation_not_found(f"No operation is served at {method} {path}.", path)
+            raise errors.operation_not_found(f"The method {method} is not supported on {shown or path}.", method)
+        raise errors.operation_not_found(f"No operation is served at {method} {shown or path}.", shown or path)
 
 
 def _dispatch_query(request: web.Request, key: str) -> str | None:
@@ -179,7 +180,7 @@ class RestApi:
     async def serve(self, request: web.Request, path: str) -> web.StreamResponse:
         """Answer `request` as the operation at `path` (an /api path)."""
         try:
-            op, path_args = self.router.match(request.method, path, request.query)
+            op, path_args = self.router.match(request.method, path, request.query, request.path)
             ctx = await self._authenticate(request, op)
             kwargs = await self._inputs(request, op, path_args)
             result = await op.call(ctx, **kwargs)
