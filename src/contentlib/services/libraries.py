@@ -23,7 +23,7 @@ from contentlib.model import (
     to_builtins,
 )
 from contentlib.services.catalog import POLICY_IDS
-from contentlib.services.core import Core, Ctx, check_client_token, load_json
+from contentlib.services.core import Core, Ctx, check_client_token, check_uri, load_json
 from contentlib.storage.sql import Row, TokenTaken, dumps
 
 _LIBRARY_EXTRA = ("optimization_info", "publish_info", "subscription_info", "security_policy_id", "configuration_info")
@@ -32,13 +32,19 @@ _ITEM_NAME_MAX = 80
 _DESCRIPTION_MAX = 2000
 
 
-def _extra(spec: LibraryModel) -> dict[str, Any]:
-    """The given optional structures of a library spec, as stored and returned: secrets are never returned."""
+_URIS = {"publish_info": "publish_url", "subscription_info": "subscription_url"}  # returned: must be URIs
+
+
+def _extra(spec: LibraryModel, field: str) -> dict[str, Any]:
+    """The given optional structures of a library spec, as stored and returned: secrets are never returned, and a
+    member the contract types as a URI must be one."""
     extra: dict[str, Any] = {}
     for k in _LIBRARY_EXTRA:
         v = to_builtins(getattr(spec, k))
         if isinstance(v, dict):
             v = {name: member for name, member in v.items() if name not in _SECRETS}
+            if k in _URIS and isinstance(uri := v.get(_URIS[k]), str):
+                check_uri(uri, f"{field}.{k}.{_URIS[k]}")
         if v is not None:
             extra[k] = v
     return extra
@@ -75,6 +81,8 @@ def _backing(b: StorageBacking) -> dict[str, Any]:
         raise errors.invalid_argument("storage_backings[].storage_uri is only valid when type is OTHER.")
     if b.type == "OTHER" and b.datastore_id is not None:
         raise errors.invalid_argument("storage_backings[].datastore_id is only valid when type is DATASTORE.")
+    if b.storage_uri is not None:
+        check_uri(b.storage_uri, "storage_backings[].storage_uri")
     return dict(to_builtins(b))
 
 
@@ -140,7 +148,7 @@ class Libraries:
             )
         _check_policy(create_spec, "create_spec")
         now = self.core.now()
-        extra = _extra(create_spec)
+        extra = _extra(create_spec, "create_spec")
         lid = self.core.new_id()
         try:
             await self.store.insert_library(
@@ -204,7 +212,7 @@ class Libraries:
                 fields["name"] = update_spec.name
             if update_spec.description is not None:
                 fields["description"] = update_spec.description
-            extra = load_json(row["extra"]) | _extra(update_spec)
+            extra = load_json(row["extra"]) | _extra(update_spec, "update_spec")
             if update_spec.unset_security_policy_id:
                 extra.pop("security_policy_id", None)
             fields["extra"] = dumps(extra)
