@@ -50,7 +50,28 @@ USF = "com.vmware.content.library.item.updatesession.file"
 DS = "com.vmware.content.library.item.download_session"
 DSF = "com.vmware.content.library.item.downloadsession.file"
 TRUST = "com.vmware.content.trusted_certificates"
-SERVED_SERVICES = (SESSION, LOCAL, LIB, ITEM, ITEM_FILE, US, USF, DS, DSF, TRUST)
+STORAGE = "com.vmware.content.library.item.storage"
+CHANGES = "com.vmware.content.library.item.changes"
+CONFIG = "com.vmware.content.configuration"
+POLICIES = "com.vmware.content.security_policies"
+TYPE = "com.vmware.content.type"
+SERVED_SERVICES = (
+    SESSION,
+    LOCAL,
+    LIB,
+    ITEM,
+    ITEM_FILE,
+    US,
+    USF,
+    DS,
+    DSF,
+    TRUST,
+    STORAGE,
+    CHANGES,
+    CONFIG,
+    POLICIES,
+    TYPE,
+)
 
 # Operations of the served services that the server must serve (the update-session flow and its neighbours) ...
 MUST_SERVE = {
@@ -75,15 +96,25 @@ MUST_SERVE = {
     *((DS, op) for op in ("create", "get", "list", "keep_alive", "cancel", "fail", "delete")),
     *((DSF, op) for op in ("list", "prepare", "get")),
     *((TRUST, op) for op in ("create", "get", "list", "delete")),
+    # issue 10 point 3
+    (LOCAL, "publish"),
+    (ITEM, "copy"),
+    (ITEM, "publish"),
+    (STORAGE, "list"),
+    (STORAGE, "get"),
+    (CHANGES, "list"),
+    (CHANGES, "get"),
+    (CONFIG, "get"),
+    (CONFIG, "update"),
+    (POLICIES, "list"),
+    (TYPE, "list"),
 }
 # ... and ones it does not serve (no REST route either): these must answer OperationNotFound.
 MUST_NOT_SERVE = {
     (LIB, "delete"),
     (LIB, "migrate"),
     (LIB, "convert"),
-    (LOCAL, "publish"),
-    (ITEM, "copy"),
-    (ITEM, "publish"),
+    (LOCAL, "force_delete"),
 }
 
 
@@ -388,7 +419,7 @@ def test_ids_echoed(server: ServerProcess, sid: str) -> None:
 # -- vAPI-level errors in result.error ------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("service", "operation"),
-    [("com.vmware.nope", "get"), (LIB, "nope"), (LOCAL, "publish"), ("", ""), (US, "Get")],
+    [("com.vmware.nope", "get"), (LIB, "nope"), (LIB, "migrate"), ("", ""), (US, "Get")],
     ids=["service", "operation", "not-served", "empty", "case"],
 )
 def test_operation_not_found(server: ServerProcess, sid: str, service: str, operation: str) -> None:

@@ -484,13 +484,11 @@ def test_sdk_jsonrpc_operation_not_found(client: VsphereClient) -> None:
     """Operations the SDK offers but the server does not serve: OperationNotFound, never a crash."""
     lib_id, item_id = make_item(client)
     expect(lambda: client.content.Library.delete(lib_id), errors_client.OperationNotFound, "delete")
-    expect(lambda: client.content.LocalLibrary.publish(lib_id), errors_client.OperationNotFound, "publish")
+    expect(lambda: client.content.SubscribedLibrary.sync(lib_id), errors_client.OperationNotFound, "sync")
     expect(
-        lambda: client.content.library.Item.copy(
-            source_library_item_id=item_id, destination_create_spec=ItemModel(library_id=lib_id, name="copy")
-        ),
+        lambda: client.content.library.SubscribedItem.sync(item_id, force_sync_content=True),
         errors_client.OperationNotFound,
-        "copy",
+        "sync",
     )
     # the library and item are untouched, and the connection still serves
     assert client.content.LocalLibrary.get(lib_id).id == lib_id

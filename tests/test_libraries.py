@@ -160,6 +160,7 @@ def setting(key: str, value: Any) -> Any:
         (setting("storage_backings", [{"type": "BOGUS", "storage_uri": "file:///tmp/x"}]), "type"),
         (setting("storage_backings", [{"storage_uri": "file:///tmp/x"}]), "type"),
         (setting("storage_backings", [{"type": "OTHER", "storage_uri": 7}]), "storage_uri"),
+        (setting("storage_backings", [{"type": "OTHER", "storage_uri": "not a uri"}]), "storage_uri"),
         (setting("storage_backings", ["OTHER"]), "storage_backings"),
         (setting("description", 5), "description"),
         (setting("type", "BOGUS"), "type"),
@@ -177,6 +178,7 @@ def setting(key: str, value: Any) -> Any:
         "unknown-backing-type",
         "backing-without-type",
         "int-storage-uri",
+        "storage-uri-not-a-uri",
         "backing-not-object",
         "int-description",
         "unknown-library-type",
@@ -351,8 +353,23 @@ def test_optional_structures_are_kept_typed_and_secrets_are_not_returned(api: Ap
         ({"optimization_info": {"optimize_remote_publishing": 1}}, "optimize_remote_publishing"),
         ({"configuration_info": []}, "configuration_info"),
         ({"subscription_info": {"source_info": {"source_library": 7}}}, "source_library"),
+        # members the contract types as URIs (`format: uri`) are returned as given, so they must be URIs (found by
+        # tests/test_fuzz.py: a stored non-URI broke every later get of the library)
+        ({"subscription_info": {"subscription_url": "\u00e9t\u00e9 \u0006"}}, "subscription_info.subscription_url"),
+        ({"subscription_info": {"subscription_url": "//no-scheme/lib.json"}}, "subscription_url"),
+        ({"publish_info": {"publish_url": "http://[::::::]/lib.json"}}, "publish_info.publish_url"),
     ],
-    ids=["string-bool", "unknown-auth-method", "string-published", "int-bool", "list-struct", "int-id"],
+    ids=[
+        "string-bool",
+        "unknown-auth-method",
+        "string-published",
+        "int-bool",
+        "list-struct",
+        "int-id",
+        "non-ascii-url",
+        "relative-url",
+        "bad-ipv6-url",
+    ],
 )
 def test_optional_structures_with_wrong_types_are_invalid_argument(api: Api, body: dict[str, Any], field: str) -> None:
     lid = create(api, spec())

@@ -158,6 +158,14 @@ def trusted_certificate(a: Api) -> str:
     return str(r.json())
 
 
+def published_library(a: Api) -> str:
+    return a.create_library(publish_info={"published": True, "authentication_method": "NONE"})
+
+
+def published_item(a: Api) -> str:
+    return a.create_item(published_library(a))
+
+
 def library_spec() -> dict[str, Any]:
     return {
         "name": f"lib-{uuid.uuid4().hex[:8]}",
@@ -175,6 +183,9 @@ USF = "com.vmware.content.library.item.updatesession.file"
 DSS = "com.vmware.content.library.item.download_session"
 DSF = "com.vmware.content.library.item.downloadsession.file"
 TRUST = "com.vmware.content.trusted_certificates"
+STORAGE = "com.vmware.content.library.item.storage"
+CHANGES = "com.vmware.content.library.item.changes"
+CONFIG = "com.vmware.content.configuration"
 LL = "/api/content/local-library"
 L = "/api/content/library"
 I = "/api/content/library/item"  # noqa: E741
@@ -238,6 +249,21 @@ CALLS: dict[tuple[str, str], Callable[[Api], Call]] = {
     (TRUST, "list"): lambda a: Call("GET", TC),
     (TRUST, "get"): lambda a: Call("GET", f"{TC}/{trusted_certificate(a)}"),
     (TRUST, "delete"): lambda a: Call("DELETE", f"{TC}/{trusted_certificate(a)}"),
+    (LOCAL, "publish"): lambda a: Call("POST", f"{LL}/{published_library(a)}", params={"action": "publish"}),
+    (ITEM, "copy"): lambda a: Call(
+        "POST", f"{I}/{item_with_file(a)}", {"library_id": a.create_library(), "name": "copy"}, {"action": "copy"}
+    ),
+    (ITEM, "publish"): lambda a: Call(
+        "POST", f"{I}/{published_item(a)}", {"force_sync_content": True}, {"action": "publish"}
+    ),
+    (STORAGE, "list"): lambda a: Call("GET", f"{I}/{item_with_file(a)}/storage"),
+    (STORAGE, "get"): lambda a: Call("GET", f"{I}/{item_with_file(a)}/storage", params={"file_name": "disk.bin"}),
+    (CHANGES, "list"): lambda a: Call("GET", f"{I}/{item_with_file(a)}/changes"),
+    (CHANGES, "get"): lambda a: Call("GET", f"{I}/{item_with_file(a)}/changes/2"),
+    (CONFIG, "get"): lambda a: Call("GET", "/api/content/configuration"),
+    (CONFIG, "update"): lambda a: Call("PATCH", "/api/content/configuration", {"automatic_sync_start_hour": 21}),
+    ("com.vmware.content.security_policies", "list"): lambda a: Call("GET", "/api/content/security-policies"),
+    ("com.vmware.content.type", "list"): lambda a: Call("GET", "/api/content/type"),
 }
 
 
@@ -268,7 +294,11 @@ def snapshot(a: Api) -> dict[str, Any]:
     for lib in sorted(ok(a.get(L))):
         items = {}
         for item in sorted(ok(a.get(I, params={"library_id": lib}))):
-            items[item] = {"info": ok(a.get(f"{I}/{item}")), "files": ok(a.get(f"{I}/{item}/file"))}
+            items[item] = {
+                "info": ok(a.get(f"{I}/{item}")),
+                "files": ok(a.get(f"{I}/{item}/file")),
+                "changes": ok(a.get(f"{I}/{item}/changes")),
+            }
         state["libraries"][lib] = {"info": ok(a.get(f"{L}/{lib}")), "items": items}
     for sid in sorted(ok(a.get(US))):
         info = ok(a.get(f"{US}/{sid}"))
@@ -279,6 +309,7 @@ def snapshot(a: Api) -> dict[str, Any]:
         info.pop("expiration_time", None)
         state["download_sessions"][ds] = info
     state["trusted"] = ok(a.get(TC))
+    state["configuration"] = ok(a.get("/api/content/configuration"))
     return state
 
 

@@ -5,7 +5,8 @@ receive its upload on replica B and be completed on replica C; expiry sweeping o
 surviving that replica's death), point 5 and its Tests section (three server processes on different ports sharing
 PostgreSQL + S3: 100 concurrent clients, exactly one ACTIVE session per item at any time, every item's bytes and
 checksums right afterwards, no orphaned objects after the sweeper runs, one replica killed with SIGKILL mid-upload
-and the rest go on), point 6 (endpoint URIs from `--public-url`, or X-Forwarded-Proto/-Host from trusted proxies).
+and the rest go on), point 6 (endpoint URIs from `--public-url`, or X-Forwarded-Proto/-Host from trusted proxies);
+issue 10 point 3 (one configuration for every replica; a copy shares its source's S3 objects).
 Lead's conventions (common.md): ResourceBusy → 500 RESOURCE_BUSY, complete → 204, item files carry a SHA1 computed
 by the server, expiry → ERROR with a message containing "expired", uploads answer 200.
 
@@ -766,3 +767,50 @@ def check_endpoint_addresses(
     upload(api, plain.base + uri[len("https://lb.example.test:8443") :], data)
     complete(api, public, sid)
     assert_item_holds(api, elsewhere, item_id, {"old.bin": old, "new.bin": data})
+
+
+# -- 5. the service's configuration and shared blobs across replicas ---------------------------------------------------
+CONFIG = "/api/content/configuration"
+
+
+def test_configuration_copies_and_changes_across_replicas(cluster_fixture: ClusterFixture) -> None:
+    """The configuration is one value for every replica (issue 10 point 3); a copy made on one replica shares its
+    source's S3 objects (no byte is copied), is read and recorded alike on the others, and keeps the objects when
+    the source is deleted on a third; deleting the copy too frees them."""
+    cluster = use_cluster(cluster_fixture)
+    a, b, c = cluster.replicas[:3]
+    api = Api(a.base)
+    before = api.get(a.base + CONFIG).json()
+    change = {"automatic_sync_start_hour": 1, "transfer_threads_pool_size": 33}
+    try:
+        assert api.patch(a.base + CONFIG, json=change).status_code == 204
+        for srv in (b, c):
+            got = api.get(srv.base + CONFIG).json()
+            assert {k: got[k] for k in change} == change, srv.base
+    finally:
+        assert api.patch(b.base + CONFIG, json={k: before[k] for k in change}).status_code == 204
+    assert api.get(c.base + CONFIG).json() == before
+
+    lib = create_library(api, a)
+    source = create_item(api, b, lib)
+    data = os.urandom(64 * KIB)
+    put_file(api, [a, b, c], source, "disk.bin", data)
+    objects = cluster.s3_keys()
+    r = api.post(f"{b.base}{ITEM}/{source}?action=copy", json={"name": "copy"})
+    assert r.status_code == 200, r.text
+    new = r.json()
+    assert cluster.s3_keys() == objects  # nothing was copied
+    r = api.get(f"{c.base}{ITEM}/{new}/changes")
+    assert r.status_code == 200 and [ch["version"] for ch in r.json()] == ["1"], r.text
+    r = api.get(f"{a.base}{ITEM}/{new}/storage", params={"file_name": "disk.bin"})
+    assert r.status_code == 200, r.text
+    uri = r.json()[0]["storage_uris"][0]
+    assert uri.startswith(f"s3://{S3_BUCKET}/{cluster.prefix}/blobs/"), uri
+    blob = uri[len(f"s3://{S3_BUCKET}/{cluster.prefix}/blobs/") :]
+    assert blob in objects
+
+    assert api.delete(f"{c.base}{ITEM}/{source}").status_code == 204
+    assert blob in cluster.s3_keys()
+    assert_item_holds(api, a, new, {"disk.bin": data})
+    assert api.delete(f"{b.base}{ITEM}/{new}").status_code == 204
+    assert blob not in cluster.s3_keys()

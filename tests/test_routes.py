@@ -47,9 +47,22 @@ OTHER_OPERATIONS = {
     ("POST", "/api/content/library/item?action=find"),
     ("GET", "/api/content/library/item/{library_item_id}/file"),
     ("GET", "/api/content/library/item/{library_item_id}/file?name"),
+    # issue 10 point 3
+    ("POST", "/api/content/local-library/{library_id}?action=publish"),
+    ("POST", "/api/content/library/item/{source_library_item_id}?action=copy"),
+    ("POST", "/api/content/library/item/{library_item_id}?action=publish"),
+    ("GET", "/api/content/library/item/{library_item_id}/storage"),
+    ("GET", "/api/content/library/item/{library_item_id}/storage?file_name"),
+    ("GET", "/api/content/library/item/{library_item}/changes"),
+    ("GET", "/api/content/library/item/{library_item}/changes/{version}"),
+    ("GET", "/api/content/configuration"),
+    ("PATCH", "/api/content/configuration"),
+    ("GET", "/api/content/security-policies"),
+    ("GET", "/api/content/type"),
 }
-# session 3 + local-library 5 + library 4 + item 6 + item file 2 + update-session 14 + download-session 10
-EXPECTED_OPERATION_COUNT = 44
+# session 3 + local-library 5 + library 4 + item 6 + item file 2 + update-session 14 + download-session 10, and
+# local-library publish, item copy and publish, storage 2, changes 2, configuration 2, security policies, type
+EXPECTED_OPERATION_COUNT = 55
 
 
 # -- swagger ------------------------------------------------------------------------------------------
@@ -158,6 +171,10 @@ def body_for(method: str, path: str, missing: str) -> Any:
         ("POST", DS + "/{download_session_id}/file?action=prepare"): {"file_name": "a.bin"},
         ("POST", DS + "/{download_session_id}?action=fail"): {"client_error_message": "routes"},
         ("POST", DS + "/{download_session_id}?action=keep-alive"): {"progress": 1},
+        ("POST", "/api/content/local-library/{library_id}?action=publish"): {},
+        ("POST", "/api/content/library/item/{source_library_item_id}?action=copy"): {"name": f"routes-{tag}"},
+        ("POST", "/api/content/library/item/{library_item_id}?action=publish"): {"force_sync_content": False},
+        ("PATCH", "/api/content/configuration"): {},
     }
     return bodies.get((method, path))
 
@@ -242,7 +259,7 @@ def test_swagger_operation_is_routed(api: Api, operation: tuple[str, str, dict[s
 def expected_success(method: str, path: str) -> int:
     if method == "POST" and path in ("/api/session", "/api/content/local-library"):
         return 201
-    if method == "DELETE":
+    if method in ("DELETE", "PATCH"):
         return 204
     return 200
 
@@ -272,6 +289,7 @@ def test_swagger_operation_unknown_id_is_not_found(api: Api, operation: tuple[st
         ("/api/content/library/item?library_id", "library_id", None),
         ("/api/content/library/item/{id}/file?name", "name", "nope.bin"),
         (DS + "/{id}/file?file_name", "file_name", "nope.bin"),
+        ("/api/content/library/item/{id}/storage?file_name", "file_name", "nope.bin"),
     ],
 )
 def test_sdk_dispatch_marker_with_json_body_is_routed(api: Api, path: str, field: str, value: str | None) -> None:
@@ -290,6 +308,7 @@ def test_sdk_dispatch_marker_with_json_body_is_routed(api: Api, path: str, field
         ("/api/content/library/item?library_id", "library_id"),
         ("/api/content/library/item/{id}/file?name", "name"),
         (DS + "/{id}/file?file_name", "file_name"),
+        ("/api/content/library/item/{id}/storage?file_name", "file_name"),
     ],
 )
 def test_swagger_dispatch_marker_followed_by_the_value_is_routed(api: Api, path: str, field: str) -> None:
@@ -352,6 +371,8 @@ UNKNOWN_ACTIONS = [
     ("POST", "/api/content/library/item?action=bogus"),
     ("POST", "/api/content/local-library/{lib}?action=bogus"),
     ("POST", "/api/content/library/item/{item}?action=bogus"),
+    ("POST", "/api/content/library/item/{item}?action=sync"),
+    ("POST", "/api/content/local-library/{lib}?action=sync"),
     ("POST", US + "/{sid}?action=bogus"),
     ("POST", US + "/{sid}/file?action=bogus"),
     ("POST", DS + "/{ds}?action=bogus"),
@@ -381,6 +402,13 @@ WRONG_METHODS = [
     ("PATCH", DS + "/{ds}"),
     ("GET", DS + "/{ds}?action=cancel"),
     ("POST", DS + "/{ds}/file"),
+    ("POST", "/api/content/library/item/{item}/storage"),
+    ("DELETE", "/api/content/library/item/{item}/changes"),
+    ("POST", "/api/content/library/item/{item}/changes/1"),
+    ("POST", "/api/content/configuration"),
+    ("PUT", "/api/content/configuration"),
+    ("DELETE", "/api/content/security-policies"),
+    ("POST", "/api/content/type"),
 ]
 
 

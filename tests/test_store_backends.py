@@ -568,6 +568,82 @@ def test_delete_item_returns_blobs_of_its_files_and_sessions(backend: Backend) -
     backend.run(body)
 
 
+def test_meta_under_a_prefix(backend: Backend) -> None:
+    async def body(store: SqlStore) -> None:
+        tag = uuid.uuid4().hex[:8]
+        await store.set_meta(f"cfg-{tag}.a", "1")
+        await store.set_meta(f"cfg-{tag}.b", "true")
+        await store.set_meta(f"cfg-{tag}x", "not under the prefix")
+        await store.set_meta(f"other.cfg-{tag}.c", "nor this")
+        assert await store.meta_under(f"cfg-{tag}.") == {"a": "1", "b": "true"}
+        assert await store.meta_under(f"none-{tag}.") == {}
+
+    backend.run(body)
+
+
+def test_publish_versions_count_per_library_and_item(backend: Backend) -> None:
+    async def body(store: SqlStore) -> None:
+        lib, item = await make_item(store)
+        assert (await store.get_library(lib) or {})["publish_version"] == 0
+        assert (await store.get_item(item) or {})["publish_version"] == 0
+        assert await store.bump_publish_version("library", lib) == 1
+        assert await store.bump_publish_version("library", lib) == 2
+        assert await store.bump_publish_version("item", item) == 1
+        assert (await store.get_library(lib) or {})["publish_version"] == 2
+        assert (await store.get_item(item) or {})["publish_version"] == 1
+        assert await store.bump_publish_version("item", new_id()) == 0  # no such row: nothing counted
+
+    backend.run(body)
+
+
+def test_item_changes_are_kept_per_version_and_deleted_with_the_item(backend: Backend) -> None:
+    async def body(store: SqlStore) -> None:
+        _, item = await make_item(store)
+        _, other = await make_item(store)
+        await store.add_item_change(item, 2, 10.5, "alice@vsphere.local", "first upload\nAdded: a")
+        await store.add_item_change(item, 3, 20.25, None, None)
+        await store.add_item_change(other, 2, 30.0, "bob", "other item")
+        got = await store.item_changes(item)
+        assert [(c["version"], c["changed"], c["user_name"], c["message"]) for c in got] == [
+            (3, 20.25, None, None),
+            (2, 10.5, "alice@vsphere.local", "first upload\nAdded: a"),
+        ]
+        assert all(type(c["version"]) is int for c in got)
+        assert (await store.item_change(item, 2) or {})["user_name"] == "alice@vsphere.local"
+        assert await store.item_change(item, 4) is None
+        await store.delete_item(item)  # the changes go with it (a foreign key would refuse otherwise)
+        assert await store.item_changes(item) == []
+        assert [c["version"] for c in await store.item_changes(other)] == [2]
+
+    backend.run(body)
+
+
+def test_copied_files_share_blobs_until_neither_item_references_them(backend: Backend) -> None:
+    async def body(store: SqlStore) -> None:
+        lib, source = await make_item(store)
+        await store.put_item_file(item_file_row(source, "disk.vmdk", 3 * 1024**3, blob_id="shared-disk", version=4))
+        await store.put_item_file(item_file_row(source, "a.ovf", 5, blob_id="shared-ovf", version=2))
+        copy = item_row(lib)
+        assert await store.insert_item(copy) is None
+        async with store.transaction():
+            assert await store.copy_item_files(source, copy["id"]) == 2
+        files = await store.item_files(copy["id"])
+        assert [(f["name"], f["blob_id"], f["size"], f["version"]) for f in files] == [
+            ("a.ovf", "shared-ovf", 5, 1),
+            ("disk.vmdk", "shared-disk", 3 * 1024**3, 1),
+        ]
+        assert (await store.get_item(copy["id"]) or {})["size"] == 3 * 1024**3 + 5
+        assert {"shared-disk", "shared-ovf"} <= await store.referenced_blobs()
+        assert sorted(await store.delete_item(source)) == ["shared-disk", "shared-ovf"]
+        assert await store.is_blob_referenced("shared-disk") and await store.is_blob_referenced("shared-ovf")
+        assert {"shared-disk", "shared-ovf"} <= await store.referenced_blobs()
+        await store.delete_item(copy["id"])
+        assert not await store.is_blob_referenced("shared-disk")
+        assert not {"shared-disk", "shared-ovf"} & await store.referenced_blobs()
+
+    backend.run(body)
+
+
 # -- update and download sessions -----------------------------------------------------------------------------------
 KINDS = ["update", "download"]
 
@@ -1213,49 +1289,63 @@ def test_blob_delete_orphans_respects_the_grace_period(run_blobs: Callable[..., 
 
 
 # -- schema migrations -----------------------------------------------------------------------------------------------
+def version_2_statements(real: str, integer: str) -> list[str]:
+    """The schema of version 2: today's, without what migration 3 adds (the publish counters, item_changes)."""
+    statements = [s for s in schema_statements(real, integer) if not s.startswith("CREATE TABLE item_changes")]
+    counter = f",\n    publish_version {integer} NOT NULL DEFAULT 0"
+    for table in ("libraries", "items"):
+        i = next(i for i, s in enumerate(statements) if s.startswith(f"CREATE TABLE {table} "))
+        assert counter in statements[i]
+        statements[i] = statements[i].replace(counter, "")
+    return statements
+
+
 def version_1_statements(real: str, integer: str) -> list[str]:
-    """The schema of version 1: today's, without the column that migration 2 adds (users.role)."""
-    statements = schema_statements(real, integer)
+    """The schema of version 1: version 2's, without the column that migration 2 adds (users.role)."""
+    statements = version_2_statements(real, integer)
     users = next(i for i, s in enumerate(statements) if s.startswith("CREATE TABLE users"))
     assert ",\n    role TEXT NOT NULL" in statements[users]
     statements[users] = statements[users].replace(",\n    role TEXT NOT NULL", "")
     return statements
 
 
+def old_database(kind: str, tmp_path: Path, version: int, rows: list[str]) -> tuple[Backend, str | None]:
+    """A database of schema `version` holding `rows` (INSERT statements); a Backend that opens it, and the
+    PostgreSQL URL to drop afterwards."""
+    real, integer = ("REAL", "INTEGER") if kind == "sqlite" else ("DOUBLE PRECISION", "BIGINT")
+    statements = (version_1_statements if version == 1 else version_2_statements)(real, integer) + rows
+    if kind == "sqlite":
+        import sqlite3
+
+        db = sqlite3.connect(tmp_path / "metadata.db")
+        for stmt in statements:
+            db.execute(stmt)
+        db.execute(f"PRAGMA user_version={version}")
+        db.commit()
+        db.close()
+        return sqlite_backend(tmp_path), None
+    url = pg_create_database()
+
+    async def create() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            for stmt in statements:
+                await conn.execute(stmt)
+            await conn.execute("CREATE TABLE schema_version (version BIGINT NOT NULL)")
+            await conn.execute(f"INSERT INTO schema_version VALUES ({version})")
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return postgres_backend(PgDatabase(url)), url
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 def test_a_version_1_database_is_migrated(kind: str, tmp_path: Path) -> None:
     """A database written before users had roles opens, its users become Administrators (they could do anything),
     and it is marked with the current schema version, once."""
-    if kind == "sqlite":
-        import sqlite3
-
-        path = tmp_path / "metadata.db"
-        db = sqlite3.connect(path)
-        for stmt in version_1_statements("REAL", "INTEGER"):
-            db.execute(stmt)
-        db.execute("INSERT INTO users (name, password_hash, created) VALUES ('old@vsphere.local', 'h', 1.0)")
-        db.execute("PRAGMA user_version=1")
-        db.commit()
-        db.close()
-        backend = sqlite_backend(tmp_path)
-    else:
-        url = pg_create_database()
-
-        async def create() -> None:
-            conn = await asyncpg.connect(url)
-            try:
-                for stmt in version_1_statements("DOUBLE PRECISION", "BIGINT"):
-                    await conn.execute(stmt)
-                await conn.execute(
-                    "INSERT INTO users (name, password_hash, created) VALUES ('old@vsphere.local', 'h', 1)"
-                )
-                await conn.execute("CREATE TABLE schema_version (version BIGINT NOT NULL)")
-                await conn.execute("INSERT INTO schema_version VALUES (1)")
-            finally:
-                await conn.close()
-
-        asyncio.run(create())
-        backend = postgres_backend(PgDatabase(url))
+    user = "INSERT INTO users (name, password_hash, created) VALUES ('old@vsphere.local', 'h', 1)"
+    backend, url = old_database(kind, tmp_path, 1, [user])
 
     async def body(store: SqlStore) -> None:
         assert (await store.get_user("OLD@vsphere.local") or {})["role"] == "Administrator"
@@ -1272,5 +1362,42 @@ def test_a_version_1_database_is_migrated(kind: str, tmp_path: Path) -> None:
         backend.run(body)
         backend.run(reopened)
     finally:
-        if kind == "postgres":
+        if url:
+            pg_drop_database(url)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_a_version_2_database_is_migrated(kind: str, tmp_path: Path) -> None:
+    """A database written before publish counters and change history opens with its libraries and items intact,
+    their counters at 0 and no recorded changes; both work at once, and the migration runs once."""
+    rows = [
+        "INSERT INTO libraries (id, name, description, type, storage_backings, extra, version, created, modified) "
+        "VALUES ('lib-1', 'old', '', 'LOCAL', '[]', '{}', 3, 1, 2)",
+        "INSERT INTO items (id, library_id, name, description, type, source_id, version, metadata_version, "
+        "content_version, created, modified) VALUES ('item-1', 'lib-1', 'disk', '', NULL, NULL, 1, 1, 5, 1, 2)",
+        "INSERT INTO item_files (item_id, name, blob_id, size, sha1, version) "
+        "VALUES ('item-1', 'disk.iso', 'blob-1', 42, 'ab', 4)",
+    ]
+    backend, url = old_database(kind, tmp_path, 2, rows)
+
+    async def body(store: SqlStore) -> None:
+        lib = await store.get_library("lib-1")
+        item = await store.get_item("item-1")
+        assert lib is not None and (lib["name"], lib["version"], lib["publish_version"]) == ("old", 3, 0)
+        assert item is not None and (item["content_version"], item["size"], item["publish_version"]) == (5, 42, 0)
+        assert await store.item_changes("item-1") == []
+        assert await store.bump_publish_version("item", "item-1") == 1
+        await store.add_item_change("item-1", 6, 3.0, "admin", "after the upgrade")
+        assert [c["version"] for c in await store.item_changes("item-1")] == [6]
+        assert await store.delete_item("item-1") == ["blob-1"]
+
+    async def reopened(store: SqlStore) -> None:  # migrated once: adding the columns again would fail
+        assert (await store.get_library("lib-1") or {})["publish_version"] == 0
+        assert await store.get_item("item-1") is None
+
+    try:
+        backend.run(body)
+        backend.run(reopened)
+    finally:
+        if url:
             pg_drop_database(url)

@@ -24,6 +24,11 @@ SERVICES = {
     "com.vmware.content.library.item.download_session",
     "com.vmware.content.library.item.downloadsession.file",
     "com.vmware.content.trusted_certificates",
+    "com.vmware.content.library.item.storage",
+    "com.vmware.content.library.item.changes",
+    "com.vmware.content.configuration",
+    "com.vmware.content.security_policies",
+    "com.vmware.content.type",
 }
 
 

@@ -22,9 +22,11 @@ from contentlib.protocols.legacy_rest import LegacyRestApi
 from contentlib.protocols.rest import RestApi
 from contentlib.protocols.soap import SoapApi
 from contentlib.services.auth import Auth
+from contentlib.services.configuration import Configuration
 from contentlib.services.core import Core, check_text
 from contentlib.services.datastores import Datastores
 from contentlib.services.download_sessions import DownloadSessions
+from contentlib.services.item_content import ItemContent
 from contentlib.services.libraries import Libraries
 from contentlib.services.trusted_certificates import TrustedCertificates
 from contentlib.services.update_sessions import UpdateSessions
@@ -50,6 +52,8 @@ class App:
         self.update_sessions = UpdateSessions(self.core, self.libraries)
         self.download_sessions = DownloadSessions(self.core, self.libraries)
         self.trusted = TrustedCertificates(self.core)
+        self.item_content = ItemContent(self.core, self.libraries)
+        self.configuration = Configuration(self.core)
         self.operations = operations.build(self)
         self.rest = RestApi(self)
         self.jsonrpc = JsonRpcApi(self)

@@ -184,6 +184,48 @@ class TrustedCertificateCreateSpec(Struct):
     cert_text: str
 
 
+class DestinationSpec(Struct):
+    """`LocalLibrary.DestinationSpec` and `library.Item.DestinationSpec` (the same one member): a subscription to
+    publish to."""
+
+    subscription: str
+
+
+Long = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
+ConstraintType = Literal["ENUMERATION", "MIN_INCLUSIVE", "MAX_INCLUSIVE", "MIN_EXCLUSIVE", "MAX_EXCLUSIVE"]
+
+
+class ConfigurationSetting(Struct, omit_defaults=True):
+    name: str | None = None
+    reboot_required: bool | None = None
+    constraints: list[dict[ConstraintType, str]] | None = None
+
+
+class ConfigurationModel(Struct, omit_defaults=True):
+    """The global settings (`content.ConfigurationModel`); each value has a `<name>_setting` describing it."""
+
+    automatic_sync_enabled: bool | None = None
+    automatic_sync_enabled_setting: ConfigurationSetting | None = None
+    automatic_sync_start_hour: Long | None = None
+    automatic_sync_start_hour_setting: ConfigurationSetting | None = None
+    automatic_sync_stop_hour: Long | None = None
+    automatic_sync_stop_hour_setting: ConfigurationSetting | None = None
+    maximum_concurrent_item_syncs: Long | None = None
+    maximum_concurrent_item_syncs_setting: ConfigurationSetting | None = None
+    automatic_sync_refresh_interval: Long | None = None
+    automatic_sync_refresh_interval_setting: ConfigurationSetting | None = None
+    automatic_sync_setting_refresh_interval: Long | None = None
+    automatic_sync_setting_refresh_interval_setting: ConfigurationSetting | None = None
+    transfer_throttling_bandwidth_total: Long | None = None
+    transfer_throttling_bandwidth_total_setting: ConfigurationSetting | None = None
+    transfer_nfc_max_concurrent_transfers_per_host: Long | None = None
+    transfer_nfc_max_concurrent_transfers_per_host_setting: ConfigurationSetting | None = None
+    priority_transfer_threads_pool_size: Long | None = None
+    priority_transfer_threads_pool_size_setting: ConfigurationSetting | None = None
+    transfer_threads_pool_size: Long | None = None
+    transfer_threads_pool_size_setting: ConfigurationSetting | None = None
+
+
 def to_builtins(value: Any) -> Any:
     """A Struct (or anything msgspec can encode) as plain JSON-ready values."""
     return msgspec.to_builtins(value)

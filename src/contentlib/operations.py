@@ -21,6 +21,8 @@ import msgspec
 from contentlib import errors
 from contentlib.model import (
     AddSpec,
+    ConfigurationModel,
+    DestinationSpec,
     DownloadSessionModel,
     EndpointType,
     ItemFindSpec,
@@ -30,6 +32,7 @@ from contentlib.model import (
     TrustedCertificateCreateSpec,
     UpdateSessionModel,
 )
+from contentlib.services import catalog
 
 ParamKind = Literal["path", "query", "header", "body", "field", "dispatch"]
 
@@ -120,11 +123,18 @@ LIB = "com.vmware.content.library"
 LOCAL = "com.vmware.content.local_library"
 SESSION = "com.vmware.cis.session"
 TRUST = "com.vmware.content.trusted_certificates"
+STORAGE = "com.vmware.content.library.item.storage"
+CHANGES = "com.vmware.content.library.item.changes"
+CONFIG = "com.vmware.content.configuration"
+POLICIES = "com.vmware.content.security_policies"
+TYPE = "com.vmware.content.type"
 
 US_ID = _p("update_session_id", "path")
 DS_ID = _p("download_session_id", "path")
 ITEM_ID = _p("library_item_id", "path")
 LIB_ID = _p("library_id", "path")
+CHANGED_ITEM = _p("library_item", "path")  # the changes service names its item parameter so
+SUBSCRIPTIONS = _p("subscriptions", "field", list[DestinationSpec], False)
 
 
 # What each operation requires of the caller, as operations.json's "privileges" (and the swagger file) name it. The
@@ -165,6 +175,17 @@ PRIVILEGES: dict[tuple[str, str], tuple[str, ...]] = {
     (TRUST, "list"): _READ,
     (TRUST, "get"): _READ,
     (TRUST, "delete"): ("ContentLibrary.DeleteCertFromTrustStore",),
+    (LOCAL, "publish"): ("ContentLibrary.PublishLibrary",),
+    (ITEM, "copy"): ("System.Read", "ContentLibrary.AddLibraryItem"),
+    (ITEM, "publish"): ("ContentLibrary.PublishLibraryItem",),
+    (STORAGE, "list"): ("ContentLibrary.ReadStorage",),
+    (STORAGE, "get"): ("ContentLibrary.ReadStorage",),
+    (CHANGES, "list"): _READ,
+    (CHANGES, "get"): _READ,
+    (CONFIG, "get"): ("ContentLibrary.GetConfiguration",),
+    (CONFIG, "update"): ("ContentLibrary.UpdateConfiguration",),
+    (POLICIES, "list"): _READ,
+    (TYPE, "list"): ("ContentLibrary.TypeIntrospection",),
 }
 
 
@@ -175,6 +196,7 @@ def build(app: Any) -> list[Operation]:
 
 def _table(app: Any) -> list[Operation]:
     auth, libs, us, ds, trust = app.auth, app.libraries, app.update_sessions, app.download_sessions, app.trusted
+    content, config = app.item_content, app.configuration
 
     async def local_get(ctx: Any, library_id: str) -> Any:
         return await libs.get(ctx, library_id, local_only=True)
@@ -198,6 +220,13 @@ def _table(app: Any) -> list[Operation]:
         await auth.logout(ctx.session_id)
 
     base = "/api/content"
+    local, item = f"{base}/local-library", f"{base}/library/item"
+    copy_params = (TOKEN, _p("source_library_item_id", "path"), _p("destination_create_spec", "body", ItemModel))
+    publish_params = (ITEM_ID, _p("force_sync_content", "field", bool), SUBSCRIPTIONS)
+    storage_get = (ITEM_ID, _p("file_name", "dispatch"))
+    change = (CHANGED_ITEM, _p("version", "path"))
+    lib_publish = (LIB_ID, SUBSCRIPTIONS)
+    config_model = (_p("model", "body", ConfigurationModel),)
     O = Operation  # noqa: E741 - a table reads better with a short constructor
     return [
         O(
@@ -573,4 +602,16 @@ def _table(app: Any) -> list[Operation]:
             trust.delete,
             204,
         ),
+        # Publishing, copies, storage, content changes, the service's configuration and what it supports.
+        O(LOCAL, "publish", "POST", f"{local}/{{library_id}}", "publish", lib_publish, libs.publish_local, 204),
+        O(ITEM, "copy", "POST", f"{item}/{{source_library_item_id}}", "copy", copy_params, content.copy, 200),
+        O(ITEM, "publish", "POST", f"{item}/{{library_item_id}}", "publish", publish_params, libs.publish_item, 204),
+        O(STORAGE, "list", "GET", f"{item}/{{library_item_id}}/storage", None, (ITEM_ID,), content.list_storage, 200),
+        O(STORAGE, "get", "GET", f"{item}/{{library_item_id}}/storage", None, storage_get, content.get_storage, 200),
+        O(CHANGES, "list", "GET", f"{item}/{{library_item}}/changes", None, (CHANGED_ITEM,), content.list_changes, 200),
+        O(CHANGES, "get", "GET", f"{item}/{{library_item}}/changes/{{version}}", None, change, content.get_change, 200),
+        O(CONFIG, "get", "GET", f"{base}/configuration", None, (), config.get, 200),
+        O(CONFIG, "update", "PATCH", f"{base}/configuration", None, config_model, config.update, 204),
+        O(POLICIES, "list", "GET", f"{base}/security-policies", None, (), catalog.security_policies, 200),
+        O(TYPE, "list", "GET", f"{base}/type", None, (), catalog.types, 200),
     ]

@@ -77,9 +77,23 @@ class _Route:
         return "{file_name}" in self.path
 
 
+_VARIABLE = re.compile(r"\{(\w+)\}")
+
+
 def _compile(path: str) -> re.Pattern[str]:
-    regex = re.sub(r"\{(\w+)\}", lambda m: f"(?P<{m[1]}>{'.+' if m[1] == 'file_name' else '[^/]+'})", path)
+    regex = _VARIABLE.sub(lambda m: f"(?P<{m[1]}>{'.+' if m[1] == 'file_name' else '[^/]+'})", path)
     return re.compile(regex, re.DOTALL)  # fullmatch: a name or id may hold any character, a newline too
+
+
+def _shape(path: str) -> str:
+    """A path with its variables unnamed: `/item/{source_library_item_id}` (copy) and `/item/{library_item_id}`
+    (publish) are one route, told apart by the action, each operation keeping its parameter's name."""
+    return _VARIABLE.sub("{}", path)
+
+
+def _arguments(op: Operation, m: re.Match[str]) -> dict[str, str]:
+    """The path's variables by the names the operation gives them (routes of one shape match alike)."""
+    return dict(zip(_VARIABLE.findall(op.path), m.groups(), strict=True))
 
 
 class Router:
@@ -87,11 +101,12 @@ class Router:
         routes: dict[tuple[str, str], _Route] = {}
         plain: dict[tuple[str, str], list[Operation]] = {}
         for op in operations:
-            route = routes.setdefault((op.method, op.path), _Route(op.method, op.path, _compile(op.path)))
+            key = (op.method, _shape(op.path))
+            route = routes.setdefault(key, _Route(op.method, op.path, _compile(op.path)))
             if op.action is not None:
                 route.by_action[op.action] = op
             else:
-                plain.setdefault((op.method, op.path), []).append(op)
+                plain.setdefault(key, []).append(op)
         for key, ops in plain.items():
             # Two operations on one method+path are told apart by a dispatch parameter (`?name`).
             for op in ops:
@@ -127,13 +142,13 @@ class Router:
                     raise errors.operation_not_found(
                         f"The action '{action}' is not supported on {method} {shown or path}.", action
                     )
-                return op, m.groupdict()
+                return op, _arguments(op, m)
             if route.dispatch is not None:
                 key = next(p.wire or p.name for p in route.dispatch.params if p.kind == "dispatch")
                 if key in query or route.plain is None:
-                    return route.dispatch, m.groupdict()
+                    return route.dispatch, _arguments(route.dispatch, m)
             if route.plain is not None:
-                return route.plain, m.groupdict()
+                return route.plain, _arguments(route.plain, m)
             raise errors.operation_not_found(f"{method} {shown or path} needs an action (?action=...).")
         if matched is not None:
             raise errors.operation_not_found(f"The method {method} is not supported on {shown or path}.", method)

@@ -4,7 +4,9 @@ one operation applies."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import re
 import secrets
 import time
 import uuid
@@ -143,6 +145,31 @@ def check_text(value: str, what: str) -> str:
         value.encode()
     except UnicodeEncodeError:
         raise errors.invalid_argument(f"{what} is not valid UTF-8.") from None
+    return value
+
+
+_PCHAR = r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})"
+_URI = re.compile(  # RFC 3986 section 3: scheme ":" hier-part [ "?" query ] [ "#" fragment ]
+    r"[A-Za-z][A-Za-z0-9+\-.]*:"
+    rf"(?://(?:(?:[A-Za-z0-9\-._~!$&'()*+,;=:]|%[0-9A-Fa-f]{{2}})*@)?"
+    rf"(?P<host>\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{{2}})*)(?::[0-9]*)?(?:/{_PCHAR}*)*"
+    rf"|/(?:{_PCHAR}+(?:/{_PCHAR}*)*)?|{_PCHAR}+(?:/{_PCHAR}*)*|)"
+    rf"(?:\?(?:{_PCHAR}|[/?])*)?(?:#(?:{_PCHAR}|[/?])*)?"
+)
+
+
+def check_uri(value: str, what: str) -> str:
+    """`value` if it is a URI (RFC 3986, the Swagger's `format: uri`): a member the server stores and returns must
+    be one, or every later get of it would break the contract. INVALID_ARGUMENT naming the member otherwise."""
+    m = _URI.fullmatch(value)
+    valid = m is not None
+    if m is not None and (host := m["host"] or "").startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            valid = False
+    if not valid:
+        raise errors.invalid_argument(f"{what} is not a URI: {value!r}.", what, value)
     return value
 
 

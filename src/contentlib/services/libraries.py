@@ -1,5 +1,11 @@
 """Libraries (`com.vmware.content.library`, `.local_library`), items (`.library.item`) and item files
-(`.library.item.file`)."""
+(`.library.item.file`), and publishing them.
+
+Publishing (`local_library.publish`, `item.publish`) tells a published library's subscribers to synchronize. There
+are no subscriptions yet: a publish is counted (the library's and the item's `publish_version`, which the
+subscription feed reports so that subscribers see that something was published), and a subscription it names does
+not exist (INVALID_ARGUMENT, as the contract says for a subscription that is not valid).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from typing import Any
 
 from contentlib import errors
 from contentlib.model import (
+    DestinationSpec,
     ItemFindSpec,
     ItemModel,
     LibraryFindSpec,
@@ -15,7 +22,8 @@ from contentlib.model import (
     fmt_time,
     to_builtins,
 )
-from contentlib.services.core import Core, Ctx, check_client_token, load_json
+from contentlib.services.catalog import POLICY_IDS
+from contentlib.services.core import Core, Ctx, check_client_token, check_uri, load_json
 from contentlib.services.datastores import Datastores
 from contentlib.storage.sql import Row, TokenTaken, dumps
 
@@ -25,16 +33,46 @@ _ITEM_NAME_MAX = 80
 _DESCRIPTION_MAX = 2000
 
 
-def _extra(spec: LibraryModel) -> dict[str, Any]:
-    """The given optional structures of a library spec, as stored and returned: secrets are never returned."""
+_URIS = {"publish_info": "publish_url", "subscription_info": "subscription_url"}  # returned: must be URIs
+
+
+def _extra(spec: LibraryModel, field: str) -> dict[str, Any]:
+    """The given optional structures of a library spec, as stored and returned: secrets are never returned, and a
+    member the contract types as a URI must be one."""
     extra: dict[str, Any] = {}
     for k in _LIBRARY_EXTRA:
         v = to_builtins(getattr(spec, k))
         if isinstance(v, dict):
             v = {name: member for name, member in v.items() if name not in _SECRETS}
+            if k in _URIS and isinstance(uri := v.get(_URIS[k]), str):
+                check_uri(uri, f"{field}.{k}.{_URIS[k]}")
         if v is not None:
             extra[k] = v
     return extra
+
+
+def _check_policy(spec: LibraryModel, field: str) -> None:
+    """A security policy a library is given must be one this server has (`security_policies.list`)."""
+    policy = spec.security_policy_id
+    if policy is not None and not spec.unset_security_policy_id and policy not in POLICY_IDS:
+        raise errors.invalid_argument(
+            f"{field}.security_policy_id '{policy}' is not a security policy of this server "
+            f"(security_policies.list names them: {', '.join(sorted(POLICY_IDS))}).",
+            policy,
+        )
+
+
+def _check_subscriptions(subscriptions: list[DestinationSpec] | None, library_id: str) -> None:
+    """Every subscription named must be one of the library's: it has none (subscriptions do not exist yet)."""
+    if subscriptions:
+        named = ", ".join(repr(s.subscription) for s in subscriptions)
+        raise errors.invalid_argument(
+            f"The library {library_id} has no subscription {named}: subscriptions[].subscription must name one of "
+            "its subscriptions.",
+            library_id,
+            named,
+            msg_id="com.vmware.content.library.subscription.not_found",
+        )
 
 
 def _backing(ctx: Ctx, b: StorageBacking, i: int, datastores: Datastores) -> dict[str, Any]:
@@ -49,6 +87,8 @@ def _backing(ctx: Ctx, b: StorageBacking, i: int, datastores: Datastores) -> dic
     if b.type == "DATASTORE":
         datastore = datastores.check(b.datastore_id, f"create_spec.storage_backings[{i}].datastore_id")
         ctx.require(("Datastore.AllocateSpace",), f"A storage backing on the datastore {datastore.id}")
+    if b.storage_uri is not None:
+        check_uri(b.storage_uri, f"create_spec.storage_backings[{i}].storage_uri")
     return dict(to_builtins(b))
 
 
@@ -84,7 +124,7 @@ class Libraries:
         return model
 
     # -- libraries -----------------------------------------------------------------------------------------
-    async def _library(self, library_id: str, local_only: bool = False) -> Row:
+    async def library(self, library_id: str, local_only: bool = False) -> Row:
         row = await self.store.get_library(library_id)
         if row is None:
             raise errors.not_found("library", library_id)
@@ -114,8 +154,9 @@ class Libraries:
                 "A library supports exactly one storage backing.",
             )
         backings = [_backing(ctx, b, i, self.datastores) for i, b in enumerate(create_spec.storage_backings)]
+        _check_policy(create_spec, "create_spec")
         now = self.core.now()
-        extra = _extra(create_spec)
+        extra = _extra(create_spec, "create_spec")
         lid = self.core.new_id()
         try:
             await self.store.insert_library(
@@ -139,7 +180,7 @@ class Libraries:
         return lid
 
     async def get(self, ctx: Ctx, library_id: str, local_only: bool = False) -> dict[str, Any]:
-        row = await self._library(library_id, local_only)
+        row = await self.library(library_id, local_only)
         return self.library_model(row)
 
     async def list_all(self, ctx: Ctx, local_only: bool = False) -> list[str]:
@@ -162,7 +203,7 @@ class Libraries:
 
     async def update(self, ctx: Ctx, library_id: str, update_spec: LibraryModel, local_only: bool = False) -> None:
         async with self.store.transaction():
-            row = await self._library(library_id, local_only)
+            row = await self.library(library_id, local_only)
             if update_spec.version is not None and update_spec.version != str(row["version"]):
                 text = (
                     f"The library {library_id} was changed concurrently: version {update_spec.version} was given, "
@@ -173,12 +214,13 @@ class Libraries:
                 raise errors.invalid_argument(text)
             if update_spec.name is not None and not update_spec.name:
                 raise errors.invalid_argument("The library name must not be empty (update_spec.name).")
+            _check_policy(update_spec, "update_spec")
             fields: dict[str, Any] = {}
             if update_spec.name is not None:
                 fields["name"] = update_spec.name
             if update_spec.description is not None:
                 fields["description"] = update_spec.description
-            extra = load_json(row["extra"]) | _extra(update_spec)
+            extra = load_json(row["extra"]) | _extra(update_spec, "update_spec")
             if update_spec.unset_security_policy_id:
                 extra.pop("security_policy_id", None)
             fields["extra"] = dumps(extra)
@@ -189,7 +231,7 @@ class Libraries:
     async def delete(self, ctx: Ctx, library_id: str, local_only: bool = False) -> None:
         blobs: list[str] = []
         async with self.store.transaction():
-            await self._library(library_id, local_only)
+            await self.library(library_id, local_only)
             items = await self.store.list_items(library_id)
             for item in items:
                 await self._check_no_active_session(item["id"])
@@ -197,6 +239,49 @@ class Libraries:
                 blobs += await self.store.delete_item(item["id"])
             await self.store.delete_library(library_id)
         await self.core.discard_blobs(blobs)
+
+    # -- publishing -------------------------------------------------------------------------------------------
+    @staticmethod
+    def _require_published(row: Row, what: str) -> None:
+        if (load_json(row["extra"]).get("publish_info") or {}).get("published") is not True:
+            raise errors.not_allowed(
+                f"{what}: the library {row['id']} is not published (publish_info.published is not true).",
+                row["id"],
+                msg_id="com.vmware.content.library.not_published",
+            )
+
+    async def publish_local(
+        self, ctx: Ctx, library_id: str, subscriptions: list[DestinationSpec] | None = None
+    ) -> None:
+        async with self.store.transaction():
+            row = await self.library(library_id, local_only=True)
+            self._require_published(row, f"Cannot publish the library {library_id}")
+            _check_subscriptions(subscriptions, library_id)
+            await self.store.bump_publish_version("library", library_id)
+
+    async def publish_item(
+        self,
+        ctx: Ctx,
+        library_item_id: str,
+        force_sync_content: bool,
+        subscriptions: list[DestinationSpec] | None = None,
+    ) -> None:
+        """`force_sync_content` applies to on-demand subscriptions only, and there are none. The library's count
+        goes up too: a subscriber watches the library's to learn that one of its items was published."""
+        async with self.store.transaction():
+            item = await self.item(library_item_id)
+            row = await self.library(item["library_id"])
+            if row["type"] != "LOCAL":
+                raise errors.ApiError(
+                    "INVALID_ELEMENT_TYPE",
+                    "com.vmware.content.library.item.not_local",
+                    f"The library item {library_item_id} is a member of a subscribed library.",
+                    library_item_id,
+                )
+            self._require_published(row, f"Cannot publish the library item {library_item_id}")
+            _check_subscriptions(subscriptions, row["id"])
+            await self.store.bump_publish_version("item", library_item_id)
+            await self.store.bump_publish_version("library", row["id"])
 
     # -- items ------------------------------------------------------------------------------------------------
     def item_model(self, row: Row) -> dict[str, Any]:
@@ -237,7 +322,7 @@ class Libraries:
             )
 
     @staticmethod
-    def _check_item_text(name: str | None, description: str | None, field: str) -> None:
+    def check_item_text(name: str | None, description: str | None, field: str) -> None:
         if name is not None and not name.strip():
             raise errors.invalid_argument(f"The library item name must not be empty ({field}.name).")
         if name is not None and len(name) > _ITEM_NAME_MAX:
@@ -259,8 +344,8 @@ class Libraries:
             raise errors.invalid_argument("create_spec.library_id is required.")
         if create_spec.name is None:
             raise errors.invalid_argument("create_spec.name is required.")
-        self._check_item_text(create_spec.name, create_spec.description, "create_spec")
-        await self._library(create_spec.library_id)
+        self.check_item_text(create_spec.name, create_spec.description, "create_spec")
+        await self.library(create_spec.library_id)
         now = self.core.now()
         item_id = self.core.new_id()
         clash = await self.store.insert_item(
@@ -295,7 +380,7 @@ class Libraries:
         return self.item_model(await self.item(library_item_id))
 
     async def list_items(self, ctx: Ctx, library_id: str) -> list[str]:
-        await self._library(library_id)
+        await self.library(library_id)
         return [r["id"] for r in await self.store.list_items(library_id)]
 
     async def find_items(self, ctx: Ctx, spec: ItemFindSpec) -> list[str]:
@@ -324,7 +409,7 @@ class Libraries:
                     f"The library item {library_item_id} was changed concurrently: version {update_spec.version} was "
                     f"given, the current version is {row['version']}."
                 )
-            self._check_item_text(update_spec.name, update_spec.description, "update_spec")
+            self.check_item_text(update_spec.name, update_spec.description, "update_spec")
             fields: dict[str, Any] = {}
             if update_spec.name is not None:
                 fields["name"] = update_spec.name

@@ -7,7 +7,8 @@ vendor's contract names for each operation (`operations.PRIVILEGES`); the roles 
 - ContentLibraryAdministrator (vCenter's "Content library administrator" sample role): every content-library
   privilege but two groups left to Administrators. The trust store's: trusting a signing certificate changes what
   every user's signed OVF imports accept. The server's storage (ReadStorage, ImportStorage): a PULL from a `file://`
-  or `ds://` source reads files of the server's machine (vCenter, too, leaves ImportStorage out of that role).
+  or `ds://` source reads files of the server's machine, and item storage (`Storage.Info`) shows where the bytes lie
+  on it (vCenter, too, leaves ImportStorage out of that role).
 - ReadOnly: System.Anonymous, System.View and System.Read: browse libraries, items and files, and use an update or
   download session whose id it was given ("possession of the session id is enough", REFERENCE.md), but create
   nothing, change nothing and download nothing.

@@ -31,6 +31,7 @@ from contentlib.services.core import (
     log,
     message_json,
 )
+from contentlib.services.item_content import record_change
 from contentlib.services.libraries import Libraries
 from contentlib.services.package import Package, item_type
 from contentlib.services.sessions import ACTIVE, ItemSessions
@@ -217,7 +218,7 @@ class UpdateSessions(ItemSessions):
                 )
                 garbage = [b for f in files for b in (f["blob_id"], f["pending_blob"]) if b]
             else:
-                garbage = await self._publish(row, files, now)
+                garbage = await self._publish(row, files, now, ctx.user)
                 await self._set(update_session_id, {"state": "DONE", "ended": now, "last_activity": now}, state=ACTIVE)
         await self.core.discard_blobs(garbage)
         if blocked:
@@ -229,20 +230,20 @@ class UpdateSessions(ItemSessions):
                 msg_id="com.vmware.content.updatesession.warnings_not_ignored",
             )
 
-    async def _publish(self, session: Row, files: list[Row], now: float) -> list[str]:
-        """Make the session's view the item's file list (inside the caller's transaction); return the blobs the
-        item no longer references."""
+    async def _publish(self, session: Row, files: list[Row], now: float, user: str) -> list[str]:
+        """Make the session's view the item's file list (inside the caller's transaction) and, when that changed
+        the content, record the change; return the blobs the item no longer references."""
         item_id = session["item_id"]
         current = {f["name"]: f for f in await self.store.item_files(item_id)}
         garbage: list[str] = []
-        changed = False
+        changed: dict[str, list[str]] = {"Added": [], "Replaced": [], "Removed": []}
         for f in files:
             prev = current.get(f["name"])
             if f["op"] == "REMOVE":
                 if prev is not None:
                     await self.store.delete_item_file(item_id, f["name"])
                     garbage.append(prev["blob_id"])
-                    changed = True
+                    changed["Removed"].append(f["name"])
                 continue
             if not f["keep_in_storage"]:
                 if f["blob_id"]:
@@ -260,18 +261,17 @@ class UpdateSessions(ItemSessions):
             )
             if prev is not None:
                 garbage.append(prev["blob_id"])
-            changed = True
-        if changed:
+            changed["Replaced" if prev is not None else "Added"].append(f["name"])
+        if any(changed.values()):
             item = await self.libraries.item(item_id)
             names = [f["name"] for f in await self.store.item_files(item_id)]
+            version = item["content_version"] + 1
             await self.store.update_item(
-                item_id,
-                {
-                    "content_version": item["content_version"] + 1,
-                    "modified": now,
-                    "type": item_type(names, item["type"]),
-                },
+                item_id, {"content_version": version, "modified": now, "type": item_type(names, item["type"])}
             )
+            details = [f"{what}: {', '.join(which)}" for what, which in changed.items() if which]
+            message = "\n".join([f"Content changed by the update session {session['id']}.", *details])
+            await record_change(self.core, item_id, version, user, message)
         return garbage
 
     # -- update-session file operations ------------------------------------------------------------------------

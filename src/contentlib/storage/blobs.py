@@ -43,7 +43,8 @@ class BlobStore(Protocol):
         ...
 
     def direct_uri(self, blob_id: str) -> str:
-        """Where the blob sits on its storage (a DIRECT download endpoint)."""
+        """The URI that identifies the blob's bytes on its storage: `file:///...` of the file on disk, `s3://bucket/key`
+        on S3 (a DIRECT download endpoint; an item file's `Storage.Info.storage_uris`)."""
         ...
 
     async def delete_all(self, blob_ids: list[str]) -> None: ...

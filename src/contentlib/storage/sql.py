@@ -11,7 +11,8 @@ Contract for callers (the services):
   turns its violation into `Busy`, so the database, not Python, decides the race.
 
 Layout of rows: times are float epoch seconds; structured values (storage backings, warning behavior, messages,
-parsed package metadata) are JSON text; versions are integers rendered as strings by the services.
+parsed package metadata) are JSON text; versions are integers rendered as strings by the services. Items may share
+blobs (a copy points at its source's): a blob is garbage only when no row of any item references it any more.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from contentlib import errors
 Row = dict[str, Any]
 
 # The schema, written once; a driver fills in its types for {real} (epoch seconds) and {int} (64-bit integers).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE users (
@@ -52,7 +53,8 @@ CREATE TABLE libraries (
     version {int} NOT NULL,
     created {real} NOT NULL,
     modified {real} NOT NULL,
-    client_token TEXT UNIQUE
+    client_token TEXT UNIQUE,
+    publish_version {int} NOT NULL DEFAULT 0
 );
 CREATE TABLE items (
     id TEXT PRIMARY KEY,
@@ -66,9 +68,18 @@ CREATE TABLE items (
     content_version {int} NOT NULL,
     created {real} NOT NULL,
     modified {real} NOT NULL,
-    client_token TEXT UNIQUE
+    client_token TEXT UNIQUE,
+    publish_version {int} NOT NULL DEFAULT 0
 );
 CREATE UNIQUE INDEX items_name ON items (library_id, lower(name));
+CREATE TABLE item_changes (
+    item_id TEXT NOT NULL REFERENCES items(id),
+    version {int} NOT NULL,
+    changed {real} NOT NULL,
+    user_name TEXT,
+    message TEXT,
+    PRIMARY KEY (item_id, version)
+);
 CREATE TABLE item_files (
     item_id TEXT NOT NULL REFERENCES items(id),
     name TEXT NOT NULL,
@@ -228,6 +239,16 @@ def session_file_row(session_id: str, name: str, **fields: Any) -> Row:
 MIGRATIONS: dict[int, str] = {
     # Users get roles; those of version 1 could do everything, so they stay Administrators.
     2: "ALTER TABLE users ADD COLUMN role TEXT NOT NULL DEFAULT 'Administrator'",
+    # Publish counters (bumped by publish, read by the subscription feed) and the items' content change history,
+    # which starts empty: what changed before the upgrade was not recorded.
+    3: ";".join(
+        [
+            "ALTER TABLE libraries ADD COLUMN publish_version {int} NOT NULL DEFAULT 0",
+            "ALTER TABLE items ADD COLUMN publish_version {int} NOT NULL DEFAULT 0",
+            "CREATE TABLE item_changes (item_id TEXT NOT NULL REFERENCES items(id), version {int} NOT NULL, "
+            "changed {real} NOT NULL, user_name TEXT, message TEXT, PRIMARY KEY (item_id, version))",
+        ]
+    ),
 }
 
 
@@ -285,6 +306,11 @@ class SqlStore:
     async def get_meta(self, key: str) -> str | None:
         row = await self._one("SELECT value FROM meta WHERE key=?", (key,))
         return None if row is None else str(row["value"])
+
+    async def meta_under(self, prefix: str) -> dict[str, str]:
+        """Every meta value whose key starts with `prefix`, by the rest of its key."""
+        rows = await self._all("SELECT key, value FROM meta WHERE substr(key, 1, ?) = ?", (len(prefix), prefix))
+        return {r["key"][len(prefix) :]: str(r["value"]) for r in rows}
 
     async def set_meta(self, key: str, value: str) -> None:
         await self._exec(
@@ -364,6 +390,14 @@ class SqlStore:
     async def delete_library(self, library_id: str) -> None:
         await self._exec("DELETE FROM libraries WHERE id=?", (library_id,))
 
+    async def bump_publish_version(self, kind: str, object_id: str) -> int:
+        """Count one more publish of a library or item (`kind` "library" or "item"); the new count (0: no such row).
+        Subscribers compare it with what they last saw to learn that something was published."""
+        table = {"library": "libraries", "item": "items"}[kind]
+        await self._exec(f"UPDATE {table} SET publish_version = publish_version + 1 WHERE id=?", (object_id,))
+        row = await self._one(f"SELECT publish_version FROM {table} WHERE id=?", (object_id,))
+        return 0 if row is None else int(row["publish_version"])
+
     # -- items ----------------------------------------------------------------------------------------------
     async def insert_item(self, row: Row) -> str | None:
         """Insert; on a name clash in the library return 'name', on a reused client token 'token'."""
@@ -398,13 +432,15 @@ class SqlStore:
         return True
 
     async def delete_item(self, item_id: str) -> list[str]:
-        """Delete the item, its files and its finished sessions; return the blob ids that lost a reference."""
+        """Delete the item, its files, its change history and its finished sessions; return the blob ids that lost a
+        reference (another item, a copy, may still hold some: `is_blob_referenced` decides)."""
         blobs = [r["blob_id"] for r in await self._all("SELECT blob_id FROM item_files WHERE item_id=?", (item_id,))]
         for sid_row in await self._all("SELECT id FROM update_sessions WHERE item_id=?", (item_id,)):
             blobs += await self.delete_session("update", sid_row["id"])
         for sid_row in await self._all("SELECT id FROM download_sessions WHERE item_id=?", (item_id,)):
             blobs += await self.delete_session("download", sid_row["id"])
         await self._exec("DELETE FROM item_files WHERE item_id=?", (item_id,))
+        await self._exec("DELETE FROM item_changes WHERE item_id=?", (item_id,))
         await self._exec("DELETE FROM items WHERE id=?", (item_id,))
         return blobs
 
@@ -420,6 +456,32 @@ class SqlStore:
 
     async def delete_item_file(self, item_id: str, name: str) -> None:
         await self._exec("DELETE FROM item_files WHERE item_id=? AND name=?", (item_id, name))
+
+    async def copy_item_files(self, source_id: str, target_id: str) -> int:
+        """Give the target item the source's files, pointing at the same blobs (no byte is copied), each at version
+        1; how many. The blobs stay until neither item references them."""
+        return await self._exec(
+            "INSERT INTO item_files (item_id, name, blob_id, size, sha1, version) "
+            "SELECT ?, name, blob_id, size, sha1, 1 FROM item_files WHERE item_id=?",
+            (target_id, source_id),
+        )
+
+    # -- item content changes (`version` is the item's content_version the change produced) -------------------------
+    async def add_item_change(
+        self, item_id: str, version: int, changed: float, user: str | None, message: str | None
+    ) -> None:
+        await self._exec(
+            "INSERT INTO item_changes (item_id, version, changed, user_name, message) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
+            (item_id, version, changed, user, message),
+        )
+
+    async def item_changes(self, item_id: str) -> list[Row]:
+        """The item's changes, the newest first."""
+        return await self._all("SELECT * FROM item_changes WHERE item_id=? ORDER BY version DESC", (item_id,))
+
+    async def item_change(self, item_id: str, version: int) -> Row | None:
+        return await self._one("SELECT * FROM item_changes WHERE item_id=? AND version=?", (item_id, version))
 
     # -- update and download sessions (kind "update" or "download": same columns, one table each) -------------------
     async def insert_session(self, kind: str, row: Row) -> None:
