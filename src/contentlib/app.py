@@ -59,7 +59,7 @@ class App:
         self.jsonrpc = JsonRpcApi(self)
         self.legacy_rest = LegacyRestApi(self)
         self.soap = SoapApi(self)
-        self.data = DataPlane(self.update_sessions, self.download_sessions, blobs)
+        self.data = DataPlane(self.update_sessions.transfers, self.download_sessions, blobs)
         self._proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
         self._background: list[asyncio.Task[None]] = []  # the sweeper and the transfer watchdog
         self._last_gc = 0.0
@@ -110,9 +110,13 @@ class App:
         await self.stop()
 
     async def start(self) -> None:
-        self.update_sessions.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(sock_connect=30, sock_read=300))
+        self.update_sessions.transfers.http = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(sock_connect=30, sock_read=300)
+        )
         await self.libraries.start()
-        await self.update_sessions.fail_stalled(owner=self.core.replica_id)  # what this replica ran before it stopped
+        await self.update_sessions.transfers.fail_stalled(
+            owner=self.core.replica_id
+        )  # what this replica ran before it stopped
         await self.collect_garbage(grace=0.0)
         loop = asyncio.get_running_loop()
         self._background = [loop.create_task(self._sweep_forever()), loop.create_task(self._watch_transfers())]
@@ -125,8 +129,8 @@ class App:
         for live in list(self.core.live.values()):
             if live.task is not None:
                 live.task.cancel()
-        if self.update_sessions.http is not None:
-            await self.update_sessions.http.close()
+        if self.update_sessions.transfers.http is not None:
+            await self.update_sessions.transfers.http.close()
         await self.store.close()
         await self.core.blobs.close()
 
@@ -150,7 +154,7 @@ class App:
         """Expire idle ACTIVE sessions, delete finished ones after the retention period, forget idle API
         sessions, and now and then delete orphaned blobs."""
         now = time.time()
-        await self.update_sessions.fail_stalled(before=now - self.settings.transfer_stall_timeout)
+        await self.update_sessions.transfers.fail_stalled(before=now - self.settings.transfer_stall_timeout)
         await self.update_sessions.sweep(now)
         await self.download_sessions.sweep(now)
         await self.auth.sweep()

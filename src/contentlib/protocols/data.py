@@ -13,7 +13,7 @@ from aiohttp import web
 from contentlib import errors
 from contentlib.protocols.http import internal, json_response
 from contentlib.services.download_sessions import DownloadSessions
-from contentlib.services.update_sessions import UpdateSessions
+from contentlib.services.update_transfers import Transfers
 from contentlib.storage.blobs import BlobStore
 
 
@@ -22,8 +22,8 @@ def _error(e: errors.ApiError) -> web.Response:
 
 
 class DataPlane:
-    def __init__(self, update_sessions: UpdateSessions, download_sessions: DownloadSessions, blobs: BlobStore) -> None:
-        self.update_sessions = update_sessions
+    def __init__(self, transfers: Transfers, download_sessions: DownloadSessions, blobs: BlobStore) -> None:
+        self.transfers = transfers
         self.download_sessions = download_sessions
         self.blobs = blobs
 
@@ -38,7 +38,7 @@ class DataPlane:
 
     async def upload(self, request: web.Request) -> web.StreamResponse:
         try:
-            await self.update_sessions.receive_upload(
+            await self.transfers.receive_upload(
                 request.match_info["token"],
                 request.match_info["name"],
                 request.content.iter_any(),
