@@ -32,15 +32,8 @@ import pytest
 from contentlib.storage.blobs import BlobStore
 from contentlib.storage.fs import FileBlobStore
 from contentlib.storage.postgres import PostgresStore
-from contentlib.storage.sql import (
-    SCHEMA_VERSION,
-    Busy,
-    Row,
-    SqlStore,
-    TokenTaken,
-    schema_statements,
-    session_file_row,
-)
+from contentlib.storage.schema import SCHEMA_VERSION, schema_statements, session_file_row
+from contentlib.storage.sql import Busy, Row, SqlStore, TokenTaken
 from contentlib.storage.sqlite import SQLiteStore
 from contentlib.transfer import BATCH, Receiver
 

@@ -22,7 +22,8 @@ from contentlib.services.libraries import Libraries
 from contentlib.services.package import Package, item_type
 from contentlib.services.sessions import ACTIVE, ItemSessions
 from contentlib.services.update_transfers import Transfers, thumbprint
-from contentlib.storage.sql import Row, dumps, session_file_row
+from contentlib.storage.schema import session_file_row
+from contentlib.storage.sql import Row, dumps
 
 _HEX_LENGTH = {"SHA1": 40, "MD5": 32, "SHA256": 64, "SHA512": 128}
 

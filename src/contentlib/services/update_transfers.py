@@ -25,7 +25,8 @@ from contentlib.services import ovf, package
 from contentlib.services.core import Core, LiveTransfer, load_json, log, message_json
 from contentlib.services.sessions import ACTIVE
 from contentlib.storage.blobs import read_head
-from contentlib.storage.sql import Row, dumps, session_file_row
+from contentlib.storage.schema import session_file_row
+from contentlib.storage.sql import Row, dumps
 from contentlib.tarstream import Data, Member, MemberEnd, TarError, TarReader
 from contentlib.transfer import Receiver, run_blocking
 

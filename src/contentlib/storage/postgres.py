@@ -17,15 +17,8 @@ from typing import Any
 
 import asyncpg
 
-from contentlib.storage.sql import (
-    SCHEMA_VERSION,
-    Row,
-    SqlStore,
-    UniqueViolation,
-    check_args,
-    disk_full,
-    schema_statements,
-)
+from contentlib.storage.schema import SCHEMA_VERSION, schema_statements
+from contentlib.storage.sql import Row, SqlStore, UniqueViolation, check_args, disk_full
 
 _MIGRATE_LOCK = 0x636C6D69  # "clmi": advisory lock keys of this application
 _SWEEPER_LOCK = 0x636C7377  # "clsw"

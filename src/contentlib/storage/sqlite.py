@@ -15,15 +15,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from contentlib.storage.sql import (
-    SCHEMA_VERSION,
-    Row,
-    SqlStore,
-    UniqueViolation,
-    check_args,
-    disk_full,
-    schema_statements,
-)
+from contentlib.storage.schema import SCHEMA_VERSION, schema_statements
+from contentlib.storage.sql import Row, SqlStore, UniqueViolation, check_args, disk_full
 
 
 def _dict_factory(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> Row:
