@@ -283,30 +283,6 @@ def test_pull_replaces_item_file_and_mixes_with_push(api: Api, origin: Origin) -
     assert api.download(item, "keep.txt") == b"kept"
 
 
-def test_complete_refused_while_pull_in_progress(api: Api, origin: Origin) -> None:
-    data = os.urandom(200_000)
-    uri = origin.serve(data)
-    path = uri[len(origin.url("")) :]
-    gate = threading.Event()
-    origin.gates[path] = gate
-    try:
-        item = api.create_item()
-        sid = api.create_session(item)
-        add_pull(api, sid, "slow.bin", uri, size=len(data))
-        info = session_file(api, sid, "slow.bin")
-        assert info["status"] in ("WAITING_FOR_TRANSFER", "TRANSFERRING"), info
-        assert "size" not in info or info["size"] is None, info  # size only once READY
-        r = api.post(f"{US}/{sid}?action=complete")
-        assert_error(r, 400, "NOT_ALLOWED_IN_CURRENT_STATE", "slow.bin")
-        assert api.session(sid)["state"] == "ACTIVE"
-        assert api.item_files(item) == {}
-    finally:
-        gate.set()
-    assert wait_file(api, sid, "slow.bin")["status"] == "READY"
-    api.complete(sid)
-    assert api.download(item, "slow.bin") == data
-
-
 def test_cancel_during_pull_leaves_item_untouched(api: Api, origin: Origin) -> None:
     item = api.create_item()
     api.put_files(item, {"x.bin": b"original"})

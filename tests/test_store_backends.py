@@ -1282,9 +1282,18 @@ def test_blob_delete_orphans_respects_the_grace_period(run_blobs: Callable[..., 
 
 
 # -- schema migrations -----------------------------------------------------------------------------------------------
+def version_3_statements(real: str, integer: str) -> list[str]:
+    """The schema of version 3: today's, without what migration 4 adds (update_sessions.completing, its index)."""
+    statements = [s for s in schema_statements(real, integer) if "update_sessions_completing" not in s]
+    i = next(i for i, s in enumerate(statements) if s.startswith("CREATE TABLE update_sessions "))
+    assert f",\n    completing {real}" in statements[i]
+    statements[i] = statements[i].replace(f",\n    completing {real}", "")
+    return statements
+
+
 def version_2_statements(real: str, integer: str) -> list[str]:
-    """The schema of version 2: today's, without what migration 3 adds (the publish counters, item_changes)."""
-    statements = [s for s in schema_statements(real, integer) if not s.startswith("CREATE TABLE item_changes")]
+    """The schema of version 2: version 3's, without what migration 3 adds (the publish counters, item_changes)."""
+    statements = [s for s in version_3_statements(real, integer) if not s.startswith("CREATE TABLE item_changes")]
     counter = f",\n    publish_version {integer} NOT NULL DEFAULT 0"
     for table in ("libraries", "items"):
         i = next(i for i, s in enumerate(statements) if s.startswith(f"CREATE TABLE {table} "))
@@ -1306,7 +1315,8 @@ def old_database(kind: str, tmp_path: Path, version: int, rows: list[str]) -> tu
     """A database of schema `version` holding `rows` (INSERT statements); a Backend that opens it, and the
     PostgreSQL URL to drop afterwards."""
     real, integer = ("REAL", "INTEGER") if kind == "sqlite" else ("DOUBLE PRECISION", "BIGINT")
-    statements = (version_1_statements if version == 1 else version_2_statements)(real, integer) + rows
+    older = {1: version_1_statements, 2: version_2_statements, 3: version_3_statements}[version]
+    statements = older(real, integer) + rows
     if kind == "sqlite":
         import sqlite3
 
@@ -1387,6 +1397,34 @@ def test_a_version_2_database_is_migrated(kind: str, tmp_path: Path) -> None:
     async def reopened(store: SqlStore) -> None:  # migrated once: adding the columns again would fail
         assert (await store.get_library("lib-1") or {})["publish_version"] == 0
         assert await store.get_item("item-1") is None
+
+    try:
+        backend.run(body)
+        backend.run(reopened)
+    finally:
+        if url:
+            pg_drop_database(url)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_a_version_3_database_is_migrated(kind: str, tmp_path: Path) -> None:
+    """A database written before a complete could wait for pulls opens with its ACTIVE session not completing; it
+    can be marked completing (and found so) at once, and the migration runs once."""
+    rows = [
+        "INSERT INTO update_sessions (id, item_id, owner, content_version, state, client_progress, created, "
+        "last_activity) VALUES ('us-1', 'item-1', 'admin', 1, 'ACTIVE', 0, 1, 2)",
+    ]
+    backend, url = old_database(kind, tmp_path, 3, rows)
+
+    async def body(store: SqlStore) -> None:
+        session = await store.get_session("update", "us-1")
+        assert session is not None and session["completing"] is None and session["state"] == "ACTIVE"
+        assert await store.completing_sessions() == []
+        assert await store.update_session("update", "us-1", {"completing": 3.0}, state="ACTIVE")
+        assert await store.completing_sessions() == ["us-1"]
+
+    async def reopened(store: SqlStore) -> None:  # migrated once: adding the column again would fail
+        assert await store.completing_sessions() == ["us-1"]
 
     try:
         backend.run(body)

@@ -8,6 +8,7 @@ session and discard what it staged, leaving the item exactly as it was.
 
 from __future__ import annotations
 
+import contextlib
 import urllib.parse
 from typing import Any
 
@@ -26,6 +27,7 @@ from contentlib.storage.schema import session_file_row
 from contentlib.storage.sql import Row, dumps
 
 _HEX_LENGTH = {"SHA1": 40, "MD5": 32, "SHA256": 64, "SHA512": 128}
+_ARRIVING = ("WAITING_FOR_TRANSFER", "TRANSFERRING", "VALIDATING")  # a file whose bytes are still on their way
 
 
 class UpdateSessions(ItemSessions):
@@ -116,7 +118,7 @@ class UpdateSessions(ItemSessions):
         """PATCH: incremental; only `warning_behavior` is ever changed, and only while ACTIVE (seed page)."""
         async with self.store.transaction():
             row = await self.session(update_session_id)
-            self.require_active(row, "update")
+            self.require_open(row, "update")
             fields: dict[str, Any] = {"last_activity": self.core.now()}
             if update_spec.warning_behavior is not None:
                 fields["warning_behavior"] = dumps(to_builtins(update_spec.warning_behavior))
@@ -136,11 +138,19 @@ class UpdateSessions(ItemSessions):
 
     async def complete(self, ctx: Ctx, update_session_id: str) -> None:
         """Publish the session's view into the item in one transaction, once every added file is READY, the OVF
-        package (if any) is complete and valid, and every preview warning is ignored."""
+        package (if any) is complete and valid, and every preview warning is ignored.
+
+        PULL files still arriving do not hold the call up (REFERENCE.md §2: for PULL, complete "may return before
+        the changes become visible", and the client tracks the session with get): the session stays ACTIVE, marked
+        completing, and is published (DONE) or fails (ERROR, with the reason) when its last pull has ended."""
         row = await self.session(update_session_id)
         self.require_active(row, "complete")
+        if row["completing"] is not None:
+            return  # already completing: its pulls finish it
         files = await self.store.session_files(update_session_id)
-        unready = [f"{f['name']} ({f['status']})" for f in files if f["op"] == "ADD" and f["status"] != "READY"]
+        added = [f for f in files if f["op"] == "ADD"]
+        pulling = [f for f in added if f["source_type"] == "PULL" and f["status"] in _ARRIVING]
+        unready = [f"{f['name']} ({f['status']})" for f in added if f["status"] != "READY" and f not in pulling]
         if unready:
             raise errors.not_allowed(
                 f"Cannot complete the update session {update_session_id}: these files are not received "
@@ -149,6 +159,62 @@ class UpdateSessions(ItemSessions):
                 ", ".join(unready),
                 msg_id="com.vmware.content.updatesession.files_not_ready",
             )
+        if not pulling:
+            await self._complete(row, files, ctx.user)
+            return
+        now = self.core.now()
+        async with self.store.transaction():
+            self.require_active(await self.session(update_session_id), "complete")
+            await self._set(update_session_id, {"completing": now, "last_activity": now}, state=ACTIVE)
+        await self.transfer_ended(update_session_id)  # the last pull may have ended meanwhile
+
+    def require_open(self, row: Row, operation: str) -> None:
+        """ACTIVE and not completing: what changes the session's files or its warning behavior needs."""
+        self.require_active(row, operation)
+        if row["completing"] is not None:
+            raise errors.not_allowed(
+                f"Cannot {operation} the update session {row['id']}: it is completing (complete was called; its "
+                "pulls are still running).",
+                row["id"],
+                msg_id="com.vmware.content.updatesession.completing",
+            )
+
+    async def transfer_ended(self, sid: str) -> None:
+        """A transfer of the session has ended (READY or ERROR). A completing session is published once none of its
+        files is still arriving, or fails with the reason a complete would have given: nobody waits for that
+        answer, so the session keeps it as its error_message."""
+        row = await self.store.get_session(self.kind, sid)
+        if row is None or row["state"] != ACTIVE or row["completing"] is None:
+            return
+        files = await self.store.session_files(sid)
+        added = [f for f in files if f["op"] == "ADD"]
+        if any(f["source_type"] == "PULL" and f["status"] in _ARRIVING for f in added):
+            return
+        try:
+            failed = [f for f in added if f["status"] != "READY"]
+            if failed:
+                reasons = [f"{f['name']} ({load_json(f['error_message'])['default_message']})" for f in failed]
+                raise errors.not_allowed(
+                    f"The update session {sid} failed: these files were not received: {'; '.join(reasons)}",
+                    sid,
+                    "; ".join(reasons),
+                    msg_id="com.vmware.content.updatesession.files_not_received",
+                )
+            await self._complete(row, files, row["owner"])
+        except _FilesChanged:
+            pass  # a transfer ended meanwhile: its own call (or the sweeper) finishes the session
+        except errors.ApiError as e:
+            with contextlib.suppress(errors.ApiError):  # unless it ended meanwhile
+                await self._end(sid, "complete", "ERROR", dumps(e.messages[0]))
+
+    async def sweep(self, now: float) -> None:
+        await super().sweep(now)
+        for sid in await self.store.completing_sessions():  # whose last transfer ended on a replica that died
+            await self.transfer_ended(sid)
+
+    async def _complete(self, row: Row, files: list[Row], user: str) -> None:
+        """Validate the package and the warnings, then publish `files` (read when every added file was READY)."""
+        update_session_id = row["id"]
         missing, invalid = await self.package.problems(row["item_id"], files)
         if missing or invalid:
             named = [f"{n} (missing)" for n in missing] + [
@@ -168,7 +234,9 @@ class UpdateSessions(ItemSessions):
             current = await self.session(update_session_id)
             self.require_active(current, "complete")
             if _fingerprint(await self.store.session_files(update_session_id)) != _fingerprint(files):
-                raise errors.not_allowed(
+                raise _FilesChanged(
+                    "NOT_ALLOWED_IN_CURRENT_STATE",
+                    "com.vmware.vapi.std.errors.not_allowed_in_current_state",
                     f"The files of the update session {update_session_id} changed while it was completing; "
                     "complete it again.",
                     update_session_id,
@@ -191,7 +259,7 @@ class UpdateSessions(ItemSessions):
                 )
                 garbage = [b for f in files for b in (f["blob_id"], f["pending_blob"]) if b]
             else:
-                garbage = await self._publish(row, files, now, ctx.user)
+                garbage = await self._publish(row, files, now, user)
                 await self._set(update_session_id, {"state": "DONE", "ended": now, "last_activity": now}, state=ACTIVE)
         await self.core.discard_blobs(garbage)
         if blocked:
@@ -329,7 +397,7 @@ class UpdateSessions(ItemSessions):
         )
         async with self.store.transaction():
             session = await self.session(update_session_id)
-            self.require_active(session, "add a file to")
+            self.require_open(session, "add a file to")
             if kind in ("manifest", "certificate"):
                 descriptor = package.parts(await self.store.session_files(update_session_id)).get("descriptor")
                 if descriptor is not None:
@@ -356,7 +424,7 @@ class UpdateSessions(ItemSessions):
     async def remove_file(self, ctx: Ctx, update_session_id: str, file_name: str) -> None:
         async with self.store.transaction():
             row, staged, current = await self._view(update_session_id)
-            self.require_active(row, "remove a file from")
+            self.require_open(row, "remove a file from")
             f = staged.get(file_name)
             if (f is None and file_name not in current) or (f is not None and f["op"] == "REMOVE"):
                 raise self.no_such_file(update_session_id, file_name)
@@ -378,6 +446,10 @@ class UpdateSessions(ItemSessions):
         files = await self.store.session_files(update_session_id)
         missing, invalid = await self.package.problems(row["item_id"], files)
         return {"has_errors": bool(invalid or missing), "missing_files": missing, "invalid_files": invalid}
+
+
+class _FilesChanged(errors.ApiError):
+    """The session's files changed between the checks of a complete and its publishing transaction."""
 
 
 def _fingerprint(files: list[Row]) -> list[tuple[Any, ...]]:

@@ -51,6 +51,10 @@ class SessionRules(Protocol):
 
     def require_active(self, row: Row, operation: str) -> None: ...
 
+    def require_open(self, row: Row, operation: str) -> None: ...
+
+    async def transfer_ended(self, sid: str) -> None: ...
+
     async def touch(self, sid: str) -> None: ...
 
 
@@ -69,7 +73,7 @@ class Transfers:
         if row is None or row["name"] != name:
             raise errors.not_found("upload endpoint", f"/cls/data/{token[:6]}…/{name}")
         session = await self.sessions.session(row["session_id"])
-        self.sessions.require_active(session, "upload to")
+        self.sessions.require_open(session, "upload to")
         declared = row["declared_size"]
         if declared is not None and content_length is not None and content_length != declared:
             reason = f"The upload of '{name}' carries {content_length} bytes but its declared size is {declared} bytes."
@@ -346,6 +350,7 @@ class Transfers:
         live.task = asyncio.get_running_loop().create_task(self._pull(row))
 
     async def _pull(self, row: Row) -> None:
+        """Fetch a PULL file's source into the session; whatever the outcome, tell the session it has ended."""
         endpoint = load_json(row["source_endpoint"])
         uri = endpoint["uri"]
         try:
@@ -355,14 +360,14 @@ class Transfers:
                     if not stat.S_ISREG(os.fstat(source.fileno()).st_mode):
                         raise TransferFailed(f"Pulling '{row['name']}' from {uri} failed: not a regular file.")
                     await self._transfer(row, _read_file(source), os.fstat(source.fileno()).st_size)
-                return
-            assert self.http is not None
-            async with self.http.get(uri, ssl=_pull_ssl(endpoint)) as resp:
-                if resp.status != 200:
-                    raise TransferFailed(
-                        f"Pulling '{row['name']}' from {uri} failed: HTTP {resp.status} {resp.reason}."
-                    )
-                await self._transfer(row, resp.content.iter_any(), resp.content_length)
+            else:
+                assert self.http is not None
+                async with self.http.get(uri, ssl=_pull_ssl(endpoint)) as resp:
+                    if resp.status != 200:
+                        raise TransferFailed(
+                            f"Pulling '{row['name']}' from {uri} failed: HTTP {resp.status} {resp.reason}."
+                        )
+                    await self._transfer(row, resp.content.iter_any(), resp.content_length)
         except errors.ApiError:
             pass  # _transfer recorded the error on the file
         except asyncio.CancelledError:
@@ -378,6 +383,7 @@ class Transfers:
             key = (row["session_id"], row["name"])
             if (live := self.core.live.get(key)) is not None and live.task is asyncio.current_task():
                 del self.core.live[key]
+        await self.sessions.transfer_ended(row["session_id"])
 
     async def fail_stalled(self, owner: str | None = None, before: float | None = None) -> None:
         """Transfers that can no longer finish go to ERROR so the client adds them again: at start-up, those this
@@ -392,6 +398,7 @@ class Transfers:
             async with self.store.transaction():
                 members = await self.store.delete_members(row["session_id"], row["name"])
             await self.core.discard_blobs(members)
+            await self.sessions.transfer_ended(row["session_id"])
 
 
 def _failure(e: BaseException, name: str, live: LiveTransfer) -> TransferFailed:

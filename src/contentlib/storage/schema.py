@@ -8,7 +8,7 @@ from typing import Any
 
 Row = dict[str, Any]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE users (
@@ -84,10 +84,12 @@ CREATE TABLE update_sessions (
     created {real} NOT NULL,
     last_activity {real} NOT NULL,
     ended {real},
-    client_token TEXT UNIQUE
+    client_token TEXT UNIQUE,
+    completing {real}
 );
 CREATE UNIQUE INDEX one_active_update_session ON update_sessions (item_id) WHERE state = 'ACTIVE';
 CREATE INDEX update_sessions_owner ON update_sessions (owner);
+CREATE INDEX update_sessions_completing ON update_sessions (id) WHERE state = 'ACTIVE' AND completing IS NOT NULL;
 CREATE TABLE session_files (
     session_id TEXT NOT NULL REFERENCES update_sessions(id),
     name TEXT NOT NULL,
@@ -188,6 +190,14 @@ MIGRATIONS: dict[int, str] = {
             "ALTER TABLE items ADD COLUMN publish_version {int} NOT NULL DEFAULT 0",
             "CREATE TABLE item_changes (item_id TEXT NOT NULL REFERENCES items(id), version {int} NOT NULL, "
             "changed {real} NOT NULL, user_name TEXT, message TEXT, PRIMARY KEY (item_id, version))",
+        ]
+    ),
+    # A complete while PULL files are still arriving is recorded (when), and the session completes when they have.
+    4: ";".join(
+        [
+            "ALTER TABLE update_sessions ADD COLUMN completing {real}",
+            "CREATE INDEX update_sessions_completing ON update_sessions (id) "
+            "WHERE state = 'ACTIVE' AND completing IS NOT NULL",
         ]
     ),
 }

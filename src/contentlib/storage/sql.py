@@ -347,6 +347,11 @@ class SqlStore:
         return [r["id"] for r in rows]
 
     # -- update sessions ------------------------------------------------------------------------------------------
+    async def completing_sessions(self) -> list[str]:
+        """ACTIVE update sessions whose client has called complete while their PULL files were still arriving."""
+        rows = await self._all("SELECT id FROM update_sessions WHERE state='ACTIVE' AND completing IS NOT NULL")
+        return [r["id"] for r in rows]
+
     async def active_update_session_for(self, item_id: str) -> Row | None:
         return await self._one("SELECT * FROM update_sessions WHERE item_id=? AND state='ACTIVE'", (item_id,))
 
