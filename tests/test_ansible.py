@@ -239,3 +239,96 @@ def test_item_info_by_library_fails_as_on_vcenter(tmp_path: Path, https_server: 
     )
     assert result.returncode != 0
     assert "INVALID_ARGUMENT" in result.stdout and "library_id" in result.stdout, result.stdout[-4000:]
+
+
+def test_publish_a_local_library(tmp_path: Path, https_server: ServerProcess) -> None:
+    """state: publish (POST /api/content/local-library/{id}?action=publish) on a published library; an unpublished
+    one gets the vendor's NOT_ALLOWED_IN_CURRENT_STATE."""
+    api = Api(https_server.base)
+    published = api.create_library(publish_info={"published": True, "authentication_method": "NONE"})
+    private = api.create_library()
+    passed(
+        run_playbook(
+            tmp_path,
+            https_server,
+            """
+            - name: Publish the library to its subscribers
+              vmware.vmware_rest.content_locallibrary:
+                library_id: "{{ published }}"
+                state: publish
+              register: pub
+            - assert:  # the collection reports a 204 publish as "ok", not "changed"
+                that: not pub.failed
+            - name: A library that is not published cannot be
+              vmware.vmware_rest.content_locallibrary:
+                library_id: "{{ private }}"
+                state: publish
+              register: refused
+              ignore_errors: true
+            - assert:
+                that:
+                  - refused.failed
+                  - refused.value.error_type == "NOT_ALLOWED_IN_CURRENT_STATE"
+            """,
+            published=published,
+            private=private,
+        )
+    )
+
+
+def test_configuration(tmp_path: Path, https_server: ServerProcess) -> None:
+    """content_configuration_info reads the service's settings, content_configuration changes them (PATCH), and a
+    value out of range is refused with INVALID_ARGUMENT, changing nothing."""
+    api = Api(https_server.base)
+    before = api.get("/api/content/configuration").json()
+    try:
+        passed(
+            run_playbook(
+                tmp_path,
+                https_server,
+                """
+                - vmware.vmware_rest.content_configuration_info:
+                  register: config
+                - assert:
+                    that:
+                      - config.value.automatic_sync_start_hour is number
+                      - config.value.automatic_sync_stop_hour is number
+                      - config.value.maximum_concurrent_item_syncs > 0
+                - name: Change the sync window
+                  vmware.vmware_rest.content_configuration:
+                    automatic_sync_enabled: false
+                    automatic_sync_start_hour: 22
+                    automatic_sync_stop_hour: 5
+                    maximum_concurrent_item_syncs: 3
+                  register: changed
+                - assert:
+                    that: changed.changed
+                - vmware.vmware_rest.content_configuration_info:
+                  register: after
+                - assert:
+                    that:
+                      - not after.value.automatic_sync_enabled
+                      - after.value.automatic_sync_start_hour == 22
+                      - after.value.automatic_sync_stop_hour == 5
+                      - after.value.maximum_concurrent_item_syncs == 3
+                - name: An hour that does not exist
+                  vmware.vmware_rest.content_configuration:
+                    automatic_sync_start_hour: 24
+                  register: refused
+                  ignore_errors: true
+                - assert:
+                    that:
+                      - refused.failed
+                      - refused.value.error_type == "INVALID_ARGUMENT"
+                """,
+            )
+        )
+        after = api.get("/api/content/configuration").json()
+        assert (after["automatic_sync_start_hour"], after["maximum_concurrent_item_syncs"]) == (22, 3)
+    finally:
+        keys = ("automatic_sync_enabled", "automatic_sync_start_hour", "automatic_sync_stop_hour")
+        r = api.patch(
+            "/api/content/configuration",
+            json={k: before[k] for k in (*keys, "maximum_concurrent_item_syncs")},
+        )
+        assert r.status_code == 204, r.text

@@ -19,14 +19,24 @@ from com.vmware.cis_client import Session
 from com.vmware.content.library.item.downloadsession_client import File as DownloadFile
 from com.vmware.content.library.item.updatesession_client import File as UpdateFile
 from com.vmware.content.library.item_client import (
+    Changes,
     DownloadSession,
     DownloadSessionModel,
+    Storage,
     UpdateSession,
     UpdateSessionModel,
 )
 from com.vmware.content.library.item_client import File as ItemFile
-from com.vmware.content.library_client import Item, ItemModel, StorageBacking
-from com.vmware.content_client import Library, LibraryModel, LocalLibrary
+from com.vmware.content.library_client import Item, ItemModel, PublishInfo, StorageBacking
+from com.vmware.content_client import (
+    Configuration,
+    ConfigurationModel,
+    Library,
+    LibraryModel,
+    LocalLibrary,
+    SecurityPolicies,
+    Type,
+)
 from com.vmware.vapi.std import errors_client
 from conftest import ADMIN_PASSWORD, ADMIN_USER, ServerProcess
 from vmware.vapi.bindings.stub import StubConfiguration
@@ -137,3 +147,39 @@ def test_bad_password_and_logout(server: ServerProcess) -> None:
     Session(cfg).delete()
     with pytest.raises(errors_client.Unauthenticated):
         Library(cfg).list()
+
+
+def test_the_newer_operations(cfg: StubConfiguration) -> None:
+    """Item copy, publish, storage and changes, the configuration, security policies and types through the stock
+    stubs (issue 10 point 3 "on /api, JSON-RPC and /rest alike")."""
+    backing = StorageBacking(type=StorageBacking.Type.OTHER, storage_uri="file:///tmp/sdk-rest")
+    lib = LocalLibrary(cfg).create(
+        create_spec=LibraryModel(
+            name=f"new-{uuid.uuid4().hex[:8]}",
+            type="LOCAL",
+            storage_backings=[backing],
+            publish_info=PublishInfo(published=True, authentication_method=PublishInfo.AuthenticationMethod.NONE),
+        )
+    )
+    item = Item(cfg).create(create_spec=ItemModel(library_id=lib, name="source"))
+    us = UpdateSession(cfg).create(create_spec=UpdateSessionModel(library_item_id=item))
+    info = UpdateFile(cfg).add(us, UpdateFile.AddSpec(name="a.bin", source_type=UpdateFile.SourceType.PUSH))
+    assert requests.put(info.upload_endpoint.uri, data=b"abc", verify=False, timeout=60).status_code == 200
+    UpdateSession(cfg).complete(us)
+
+    copy = Item(cfg).copy(item, ItemModel(library_id=lib, name="copy"))
+    assert [f.name for f in ItemFile(cfg).list(copy)] == ["a.bin"]
+    Item(cfg).publish(copy, force_sync_content=False)
+    LocalLibrary(cfg).publish(lib)
+    (stored,) = Storage(cfg).list(item)
+    assert stored.name == "a.bin" and stored.size == 3 and stored.storage_uris
+    changes = Changes(cfg).list(item)
+    assert [c.version for c in changes] == ["2"]
+    assert Changes(cfg).get(item, "2").user == ADMIN_USER
+
+    model = Configuration(cfg).get()
+    assert 0 <= model.automatic_sync_start_hour <= 23
+    Configuration(cfg).update(ConfigurationModel(maximum_concurrent_item_syncs=model.maximum_concurrent_item_syncs))
+    policies = SecurityPolicies(cfg).list()
+    assert policies and policies[0].item_type_rules == {"ovf": "OVF_STRICT_VERIFICATION"}
+    assert {t.type for t in Type(cfg).list()} >= {"ovf", "iso"}
