@@ -200,7 +200,7 @@ def session_row(kind: str, item_id: str, owner: str = "admin", **fields: Any) ->
         "client_token": None,
     }
     if kind == "update":
-        row.update(warning_behavior=None, has_package=0)
+        row.update(warning_behavior=None, has_package=0, completing=None)
     row.update(fields)
     return row
 
