@@ -314,7 +314,7 @@ def test_sqlite_concurrent_first_opens_migrate_exactly_once(tmp_path: Path) -> N
 
     async def check() -> None:
         try:
-            assert stores[0].db.execute("PRAGMA user_version").fetchone()["user_version"] == SCHEMA_VERSION
+            assert stores[0].db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
             lib = library_row()
             await stores[0].insert_library(lib)
             for other in stores[1:]:
@@ -1282,9 +1282,14 @@ def test_blob_delete_orphans_respects_the_grace_period(run_blobs: Callable[..., 
 
 
 # -- schema migrations -----------------------------------------------------------------------------------------------
+def version_4_statements(real: str, integer: str) -> list[str]:
+    """The schema of version 4: today's, without what migration 5 adds (the login_failures table)."""
+    return [s for s in schema_statements(real, integer) if not s.startswith("CREATE TABLE login_failures")]
+
+
 def version_3_statements(real: str, integer: str) -> list[str]:
-    """The schema of version 3: today's, without what migration 4 adds (update_sessions.completing, its index)."""
-    statements = [s for s in schema_statements(real, integer) if "update_sessions_completing" not in s]
+    """The schema of version 3: version 4's, without what migration 4 adds (update_sessions.completing, its index)."""
+    statements = [s for s in version_4_statements(real, integer) if "update_sessions_completing" not in s]
     i = next(i for i, s in enumerate(statements) if s.startswith("CREATE TABLE update_sessions "))
     assert f",\n    completing {real}" in statements[i]
     statements[i] = statements[i].replace(f",\n    completing {real}", "")
@@ -1315,7 +1320,9 @@ def old_database(kind: str, tmp_path: Path, version: int, rows: list[str]) -> tu
     """A database of schema `version` holding `rows` (INSERT statements); a Backend that opens it, and the
     PostgreSQL URL to drop afterwards."""
     real, integer = ("REAL", "INTEGER") if kind == "sqlite" else ("DOUBLE PRECISION", "BIGINT")
-    older = {1: version_1_statements, 2: version_2_statements, 3: version_3_statements}[version]
+    older = {1: version_1_statements, 2: version_2_statements, 3: version_3_statements, 4: version_4_statements}[
+        version
+    ]
     statements = older(real, integer) + rows
     if kind == "sqlite":
         import sqlite3
@@ -1425,6 +1432,35 @@ def test_a_version_3_database_is_migrated(kind: str, tmp_path: Path) -> None:
 
     async def reopened(store: SqlStore) -> None:  # migrated once: adding the column again would fail
         assert await store.completing_sessions() == ["us-1"]
+
+    try:
+        backend.run(body)
+        backend.run(reopened)
+    finally:
+        if url:
+            pg_drop_database(url)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_a_version_4_database_is_migrated(kind: str, tmp_path: Path) -> None:
+    """A database written before failed logins were counted in it opens with no failures counted; they count from
+    then on, start over after the forget period, and clear; the migration runs once."""
+    rows = [
+        "INSERT INTO users (name, password_hash, created, role) VALUES ('admin', 'x', 1, 'Administrator')",
+    ]
+    backend, url = old_database(kind, tmp_path, 4, rows)
+
+    async def body(store: SqlStore) -> None:
+        assert await store.login_failures("admin") is None
+        assert [await store.record_login_failure("admin", t, 0.0) for t in (10.0, 11.0, 12.0)] == [1, 2, 3]
+        assert await store.login_failures("admin") == {"count": 3, "last": 12.0}
+        assert await store.record_login_failure("admin", 100.0, forget_before=50.0) == 1  # the last was too old
+
+    async def reopened(store: SqlStore) -> None:  # migrated once: creating the table again would fail
+        assert (await store.login_failures("admin") or {})["count"] == 1
+        assert await store.forget_login_failures(before=50.0) == 0
+        await store.clear_login_failures("admin")
+        assert await store.login_failures("admin") is None
 
     try:
         backend.run(body)

@@ -6,15 +6,17 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import socket
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from contentlib import operations
+from contentlib import operations, workers
 from contentlib.config import Settings
 from contentlib.protocols.data import DataPlane
 from contentlib.protocols.jsonrpc import JsonRpcApi
@@ -37,6 +39,7 @@ from contentlib.storage.sql import SqlStore
 log = logging.getLogger("contentlib")
 
 _GC_EVERY = 60.0  # seconds between full orphan-blob scans (start-up always scans)
+_PROGRESS_FLUSH = 0.25  # seconds between writes of the byte counts of this process's uploads
 _GC_GRACE = 60.0  # an unreferenced blob younger than this may belong to a request that has not recorded it yet
 
 
@@ -63,6 +66,8 @@ class App:
         self._proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
         self._background: list[asyncio.Task[None]] = []  # the sweeper and the transfer watchdog
         self._last_gc = 0.0
+        self._base_urls: dict[tuple[str, str], str] = {}  # (scheme, Host) -> base URL, checked once
+        self.recovered = False  # `recover` ran already, in the process that forked this one
 
     @property
     def max_body(self) -> int:
@@ -81,7 +86,14 @@ class App:
             proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip()
             host = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip()
             return check_text(f"{proto or request.scheme}://{host or request.host}", "The forwarded host")
-        return check_text(f"{request.scheme}://{request.host}", "The Host header")
+        key = (request.scheme, request.host)
+        url = self._base_urls.get(key)
+        if url is None:
+            url = check_text(f"{key[0]}://{key[1]}", "The Host header")
+            if len(self._base_urls) > 1024:  # bounded under a spray of Host headers
+                self._base_urls.clear()
+            self._base_urls[key] = url
+        return url
 
     def web_app(self) -> web.Application:
         app = web.Application(client_max_size=self.settings.max_api_body)
@@ -109,15 +121,22 @@ class App:
     async def _on_cleanup(self, _app: web.Application) -> None:
         await self.stop()
 
+    async def recover(self) -> None:
+        """What a start finds left by the previous run of this replica: its transfers that were running when it
+        stopped fail, and blobs nothing references are deleted. Only while no process of this replica serves
+        (`serve --workers N` runs it once, before it forks the workers)."""
+        await self.libraries.start()
+        await self.update_sessions.transfers.fail_stalled(owner=self.core.replica_id)
+        await self.collect_garbage(grace=0.0)
+
     async def start(self) -> None:
         self.update_sessions.transfers.http = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(sock_connect=30, sock_read=300)
         )
-        await self.libraries.start()
-        await self.update_sessions.transfers.fail_stalled(
-            owner=self.core.replica_id
-        )  # what this replica ran before it stopped
-        await self.collect_garbage(grace=0.0)
+        if self.recovered:
+            await self.libraries.start()
+        else:
+            await self.recover()
         loop = asyncio.get_running_loop()
         self._background = [loop.create_task(self._sweep_forever()), loop.create_task(self._watch_transfers())]
 
@@ -135,11 +154,17 @@ class App:
         await self.core.blobs.close()
 
     async def _watch_transfers(self) -> None:
-        """Every replica stops its own stalled transfers (their connections are here), a few times per timeout."""
-        every = min(1.0, self.settings.transfer_stall_timeout / 4)
+        """Every process stops its own stalled transfers (their connections are here), a few times per timeout, and
+        writes its uploads' byte counts for the others to show (a watchdog per process, by nature: what it watches
+        lives in the process)."""
+        every = min(_PROGRESS_FLUSH, self.settings.transfer_stall_timeout / 4)
         while True:
             await asyncio.sleep(every)
             self.core.stop_stalled_transfers(time.monotonic())
+            try:
+                await self.update_sessions.transfers.flush_progress()
+            except Exception:
+                log.exception("writing the progress of transfers failed")
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -198,27 +223,65 @@ def replica_id(data_dir: Path) -> str:
     return rid
 
 
-async def build(settings: Settings) -> web.Application:
-    """The aiohttp application over the Store the settings name."""
-    return App(settings, await open_store(settings), await open_blobs(settings)).web_app()
+async def open_app(settings: Settings) -> App:
+    return App(settings, await open_store(settings), await open_blobs(settings))
 
 
 def run(settings: Settings, ssl_context: Any = None) -> None:
+    """Serve until SIGTERM or SIGINT: in this process, or in `settings.workers` forked ones."""
+    scheme = "https" if ssl_context else "http"
+    banner = f"contentlib listening on {scheme}://{settings.host}:{settings.port}"
+    if settings.workers <= 1:
+        _use_uvloop()
+        _run_worker(settings, ssl_context, None, lambda: print(banner, flush=True), recovered=False)
+        return
+    sockets = workers.listening_sockets(settings.host, settings.port, settings.workers)
+
+    async def recover() -> None:
+        app = await open_app(settings)
+        try:
+            await app.recover()
+        finally:
+            await app.store.close()
+            await app.core.blobs.close()
+
+    asyncio.run(recover())  # before any worker runs, in a process that has no event loop or thread afterwards
+
+    def worker(_n: int, sock: socket.socket) -> None:
+        _use_uvloop()
+        _run_worker(settings, ssl_context, sock, None, recovered=True)
+
+    supervisor = workers.Supervisor(sockets, worker)
+    print(f"{banner} ({settings.workers} workers)", flush=True)
+    raise SystemExit(supervisor.run())
+
+
+def _use_uvloop() -> None:
     try:
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         pass
-    scheme = "https" if ssl_context else "http"
+
+
+def _run_worker(
+    settings: Settings, ssl_context: Any, sock: socket.socket | None, ready: Callable[[], None] | None, recovered: bool
+) -> None:
+    async def build() -> web.Application:
+        app = await open_app(settings)
+        app.recovered = recovered
+        return app.web_app()
+
     web.run_app(
-        build(settings),
-        host=settings.host,
-        port=settings.port,
+        build(),
+        host=None if sock else settings.host,
+        port=None if sock else settings.port,
+        sock=sock,
         ssl_context=ssl_context,
         # aiohttp's keep-alive timer also runs from a connection's start until its first complete request head
         # (and from each response to the next head): it is the header timeout, and trickled headers do not reset it.
         keepalive_timeout=settings.header_timeout,
         access_log=None,
-        print=lambda _: print(f"contentlib listening on {scheme}://{settings.host}:{settings.port}", flush=True),
+        print=lambda _: ready() if ready else None,
     )

@@ -16,7 +16,7 @@ import click
 from contentlib import tls
 from contentlib.config import Settings, parse_listen
 from contentlib.services import roles
-from contentlib.services.auth import hash_password
+from contentlib.services.auth import hash_password, revocations
 from contentlib.storage import open_store
 from contentlib.storage.sql import SqlStore
 
@@ -137,6 +137,14 @@ def main() -> None:
     help="Seconds a client has to send a complete request line and headers, from connecting or from its previous "
     "response; the connection is closed after that (slow clients, idle keep-alive connections).",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=os.cpu_count() or 1,
+    show_default="the number of CPUs",
+    envvar="CONTENTLIB_WORKERS",
+    help="Server processes on the one port (SO_REUSEPORT); each connection stays in the worker that accepted it.",
+)
 def serve(
     listen: str,
     data_dir: Path,
@@ -153,6 +161,7 @@ def serve(
     session_retention: float,
     transfer_stall_timeout: float,
     header_timeout: float,
+    workers: int,
 ) -> None:
     """Run the server."""
     from contentlib.app import run
@@ -185,6 +194,7 @@ def serve(
         blobs=blobs,
         public_url=public_url,
         trusted_proxies=tuple(p.strip() for p in trusted_proxies.split(",") if p.strip()),
+        workers=workers,
     )
     data_dir.mkdir(parents=True, exist_ok=True)
     _bootstrap_admin(settings)
@@ -232,6 +242,13 @@ def _bootstrap_admin(settings: Settings) -> None:
             click.echo(f"Created user {ADMIN} with the password from CONTENTLIB_ADMIN_PASSWORD")
 
     _with_store(settings, bootstrap)
+
+
+def _revoke(data_dir: Path) -> None:
+    """Make the server processes using `data_dir` on this machine read sessions and roles again at once (others
+    within the two seconds they cache them)."""
+    if data_dir.is_dir():
+        revocations(data_dir).bump()
 
 
 def _read_password() -> str:
@@ -285,6 +302,7 @@ def user_role(name: str, role: str, data_dir: Path, database: str | None) -> Non
     """Give user NAME the role ROLE (it counts for their open sessions within seconds)."""
     if not _with_store(_user_settings(data_dir, database), lambda s: s.set_role(name, role)):
         raise click.ClickException(f"no user {name}")
+    _revoke(data_dir)
     click.echo(f"user {name} now has role {role}")
 
 
@@ -308,6 +326,7 @@ def user_passwd(name: str, data_dir: Path, database: str | None) -> None:
 def user_remove(name: str, data_dir: Path, database: str | None) -> None:
     if not _with_store(_user_settings(data_dir, database), lambda s: s.remove_user(name)):
         raise click.ClickException(f"no user {name}")
+    _revoke(data_dir)
     click.echo(f"removed user {name}")
 
 

@@ -26,6 +26,7 @@ class Settings:
     blobs: str | None = None  # file:///dir or s3://bucket/prefix?endpoint=...; None: <data dir>/blobs
     public_url: str | None = None  # the address clients reach (behind a load balancer); endpoint URIs use it
     trusted_proxies: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-Proto/-Host headers are believed
+    workers: int = 1  # server processes on the port (`serve` defaults to one per CPU)
 
     @property
     def db_path(self) -> Path:

@@ -33,9 +33,26 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
 
-_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="transfer", initializer=_lower_priority)
+def _new_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=16, thread_name_prefix="transfer", initializer=_lower_priority)
+
+
+_pool = _new_pool()
+
+
 _free_buffers: list[mmap.mmap] = []
 _MAX_FREE_BUFFERS = 4
+
+
+def _after_fork() -> None:
+    """A forked worker (`serve --workers`) has none of its parent's threads: it gets a pool of its own; and the
+    batch buffers (shared anonymous maps) would be shared with its siblings: it forgets them."""
+    global _pool
+    _pool = _new_pool()
+    _free_buffers.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def _take_buffer() -> mmap.mmap:

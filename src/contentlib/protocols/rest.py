@@ -63,18 +63,14 @@ class _Route:
     by_action: dict[str, Operation] = field(default_factory=dict)
     dispatch: Operation | None = None  # the operation selected by a `?name`-style dispatch parameter
     plain: Operation | None = None
+    params: int = field(init=False)  # how many variables the path has
+    segments: int = field(init=False)
+    variable: bool = field(init=False)  # a `{file_name}` may span several segments
 
-    @property
-    def params(self) -> int:
-        return self.pattern.pattern.count("(?P<")
-
-    @property
-    def segments(self) -> int:
-        return self.path.count("/")
-
-    @property
-    def variable(self) -> bool:
-        return "{file_name}" in self.path
+    def __post_init__(self) -> None:
+        self.params = self.pattern.pattern.count("(?P<")
+        self.segments = self.path.count("/")
+        self.variable = "{file_name}" in self.path
 
 
 _VARIABLE = re.compile(r"\{(\w+)\}")
@@ -91,9 +87,15 @@ def _shape(path: str) -> str:
     return _VARIABLE.sub("{}", path)
 
 
+_names: dict[str, tuple[str, ...]] = {}
+
+
 def _arguments(op: Operation, m: re.Match[str]) -> dict[str, str]:
     """The path's variables by the names the operation gives them (routes of one shape match alike)."""
-    return dict(zip(_VARIABLE.findall(op.path), m.groups(), strict=True))
+    names = _names.get(op.path)
+    if names is None:
+        names = _names[op.path] = tuple(_VARIABLE.findall(op.path))
+    return dict(zip(names, m.groups(), strict=True))
 
 
 class Router:

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import mmap
+import os
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -47,32 +50,14 @@ _THROTTLE_MAX = 5.0  # seconds: the longest an attempt is held back
 _THROTTLE_FORGET = 900.0  # seconds after the last failure when a user name's count starts over
 
 
-class _Failures:
-    """Failed logins per user name (in this process): after a few in a row, each further attempt for that name
-    waits 0.25 s, 0.5 s, 1 s, ... up to 5 s before its password is even checked. Only that name is slowed down,
-    so guessing one user's password cannot lock the other users out; a success clears the count."""
-
-    def __init__(self) -> None:
-        self.counts: dict[str, tuple[int, float]] = {}
-
-    def delay(self, key: str, now: float) -> float:
-        count, last = self.counts.get(key, (0, 0.0))
-        if now - last > _THROTTLE_FORGET:
-            self.counts.pop(key, None)
-            return 0.0
-        excess = count - _THROTTLE_AFTER
-        return 0.0 if excess < 0 else min(_THROTTLE_MAX, 0.25 * 2.0**excess)
-
-    def failed(self, key: str, now: float) -> int:
-        count, last = self.counts.get(key, (0, 0.0))
-        count = 1 if now - last > _THROTTLE_FORGET else count + 1
-        self.counts[key] = (count, now)
-        if len(self.counts) > 100_000:  # bounded memory under a spray of user names
-            self.counts.clear()
-        return count
-
-    def succeeded(self, key: str) -> None:
-        self.counts.pop(key, None)
+def throttle_delay(count: int, last: float, now: float) -> float:
+    """How long the next login attempt for a user name waits, after `count` failures in a row, the last at `last`:
+    after a few, each further attempt waits 0.25 s, 0.5 s, 1 s, ... up to 5 s before its password is even checked.
+    Only that name is slowed down, so guessing one user's password cannot lock the other users out."""
+    if now - last > _THROTTLE_FORGET:
+        return 0.0
+    excess = count - _THROTTLE_AFTER
+    return 0.0 if excess < 0 else min(_THROTTLE_MAX, 0.25 * 2.0**excess)
 
 
 @dataclass(frozen=True)
@@ -93,6 +78,39 @@ class SessionView:
     last_accessed: float
 
 
+class Revocations:
+    """A value that changes whenever an API session ends or a user's access changes, shared by every process of
+    this server on its machine: 8 bytes of a file in the data dir, mapped shared. Each process drops its cache of
+    session answers when the value moved, so a logout on one worker counts at once on the others (other machines of
+    a cluster rely on the cache's two-second limit). Each change writes fresh random bytes, not a count: two
+    processes changing it at once cannot make it look unchanged to a third."""
+
+    def __init__(self, path: Path) -> None:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            if os.fstat(fd).st_size < 8:
+                os.ftruncate(fd, 8)
+            self._map = mmap.mmap(fd, 8)
+        finally:
+            os.close(fd)
+        self._seen = self._map[:8]
+
+    def changed(self) -> bool:
+        """Whether the value moved since this process last looked."""
+        now = self._map[:8]
+        if now == self._seen:
+            return False
+        self._seen = now
+        return True
+
+    def bump(self) -> None:
+        self._map[:8] = secrets.token_bytes(8)
+
+
+def revocations(data_dir: Path) -> Revocations:
+    return Revocations(data_dir / "api-sessions.epoch")
+
+
 @dataclass
 class _Cached:
     user: str
@@ -101,18 +119,28 @@ class _Cached:
     last_accessed: float
     stored_last_accessed: float
     checked: float
+    ctx: Ctx | None = None  # the context the session's last call got
 
 
 class Auth:
     def __init__(self, core: Core) -> None:
         self.core = core
         self.cache: dict[str, _Cached] = {}
-        self.failures = _Failures()
+        self.revocations = revocations(core.settings.data_dir)
         self.touch_every = min(30.0, core.settings.api_session_timeout / 10)
 
     async def session_context(self, op: Operation, sid: str | None, base_url: str) -> Ctx:
-        """The context of a call made with a session id, after authenticating and authorizing it for `op`."""
-        return self._authorized(op, await self.check(sid), base_url, sid or "")
+        """The context of a call made with a session id, after authenticating and authorizing it for `op`. The
+        session's entry keeps the context it gave last (it is rebuilt with the entry, so with a changed role)."""
+        entry = await self._check(sid)
+        ctx = entry.ctx
+        if ctx is None or ctx.base_url != base_url:
+            ctx = entry.ctx = Ctx(
+                entry.user, base_url, sid or "", role=entry.role, privileges=roles.privileges(entry.role)
+            )
+        if not ctx.privileges.issuperset(op.privileges):
+            ctx.require(op.privileges, f"{op.service}.{op.name}")
+        return ctx
 
     async def password_context(self, op: Operation, credentials: tuple[str, str] | None, base_url: str) -> Ctx:
         """The context of a call that carries its own user name and password (JSON-RPC), authorized for `op`."""
@@ -130,17 +158,20 @@ class Auth:
             raise errors.unauthenticated("Authentication required: send a user name and password.")
         user, password = credentials
         key = user.lower()
-        delay = self.failures.delay(key, self.core.now())
-        if delay:  # repeated failures for this user name: answer its next attempts slowly (others are unaffected)
-            await asyncio.sleep(delay)
-        row = await self.core.store.get_user(user)
+        store = self.core.store
+        failures = await store.login_failures(key)  # counted in the database: every worker and replica sees them
+        if failures is not None and (delay := throttle_delay(failures["count"], failures["last"], self.core.now())):
+            await asyncio.sleep(delay)  # repeated failures for this user name: answer its next attempts slowly
+        row = await store.get_user(user)
         ok = await run_blocking(_verify, row["password_hash"] if row else _DUMMY_HASH, password)
         if not row or not ok:
-            count = self.failures.failed(key, self.core.now())
+            now = self.core.now()
+            count = await store.record_login_failure(key, now, now - _THROTTLE_FORGET)
             if count >= _THROTTLE_AFTER:
                 log.warning("login failed %d times in a row for user %r: throttling its attempts", count, user)
             raise errors.unauthenticated("Authentication failed: the user name or password is not valid.")
-        self.failures.succeeded(key)
+        if failures is not None:  # a success clears the count
+            await store.clear_login_failures(key)
         return Principal(str(row["name"]), str(row["role"]))
 
     async def login(self, credentials: tuple[str, str] | None) -> str:
@@ -156,11 +187,17 @@ class Auth:
         """The user behind a `vmware-api-session-id`, refreshing its idle timer; else UNAUTHENTICATED. The user's
         role is read again with the session every couple of seconds, so a changed role or a removed user counts
         on every replica within that time."""
+        entry = await self._check(sid)
+        return Principal(entry.user, entry.role)
+
+    async def _check(self, sid: str | None) -> _Cached:
         if not sid:
             raise errors.unauthenticated(
                 "This operation requires an authenticated session: send the vmware-api-session-id header."
             )
         now = self.core.now()
+        if self.revocations.changed():
+            self.cache.clear()
         entry = self.cache.get(sid)
         if entry is None or now - entry.checked > _CACHE_SECONDS:
             row = await self.core.store.get_api_session(sid)
@@ -180,7 +217,7 @@ class Auth:
         if now - entry.stored_last_accessed > self.touch_every:
             entry.stored_last_accessed = now
             await self.core.store.touch_api_session(sid, now)
-        return Principal(entry.user, entry.role)
+        return entry
 
     def view(self, sid: str) -> SessionView | None:
         """The session `check` has just let through (None if it was logged out since)."""
@@ -218,6 +255,7 @@ class Auth:
     async def logout(self, sid: str) -> None:
         self.cache.pop(sid, None)
         await self.core.store.delete_api_session(sid)
+        self.revocations.bump()
 
     async def sweep(self) -> None:
         now = self.core.now()
@@ -228,3 +266,4 @@ class Auth:
                 entry.stored_last_accessed = entry.last_accessed
                 await self.core.store.touch_api_session(sid, entry.last_accessed)
         await self.core.store.delete_idle_api_sessions(now - self.core.settings.api_session_timeout)
+        await self.core.store.forget_login_failures(now - _THROTTLE_FORGET)

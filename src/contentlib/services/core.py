@@ -57,6 +57,8 @@ class LiveTransfer:
     receiving: bool = True  # still waiting for bytes from the client or the source
     seen: int = 0  # `bytes` when the watchdog last saw them move, and when (time.monotonic())
     seen_at: float = field(default_factory=time.monotonic)
+    claim: dict[str, Any] | None = None  # what the file's row holds while this transfer owns it (an upload's)
+    flushed: int = 0  # `bytes` when they were last written to the file's row
 
 
 @dataclass

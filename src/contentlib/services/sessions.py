@@ -60,8 +60,9 @@ class ItemSessions:
             msg_id=f"{self.msg_prefix}.file.not_found",
         )
 
-    async def touch(self, sid: str) -> None:
-        await self._set(sid, {"last_activity": self.core.now()}, state=ACTIVE)
+    async def touch(self, sid: str) -> bool:
+        """Count activity on the session; False if it is no longer ACTIVE."""
+        return await self._set(sid, {"last_activity": self.core.now()}, state=ACTIVE)
 
     def base_model(self, row: Row) -> dict[str, Any]:
         """The fields both session models share (`id` is never returned by get or list)."""

@@ -55,7 +55,7 @@ class SessionRules(Protocol):
 
     async def transfer_ended(self, sid: str) -> None: ...
 
-    async def touch(self, sid: str) -> None: ...
+    async def touch(self, sid: str) -> bool: ...
 
 
 class Transfers:
@@ -113,6 +113,7 @@ class Transfers:
         live = self.core.live.setdefault((sid, name), LiveTransfer())
         if live.task is None:
             live.task = asyncio.current_task()
+        live.claim = _same_transfer(row, blob_id)
         meta = None
         digests: dict[str, str] = {}
         try:
@@ -205,17 +206,21 @@ class Transfers:
             raise _failure(e, name, live) from None
 
     async def _progress(self, row: Row, blob_id: str | None, received: int, last: float) -> float:
-        """Record bytes_transferred and session activity every so often during a transfer."""
+        """Record bytes_transferred and session activity every so often during a transfer. A session that ended, or
+        a file removed or added again, in another process (a worker or replica whose `abort_transfers` cannot reach
+        this one) stops the transfer here, as a local abort would."""
         now = self.core.now()
         if now - last < min(_PROGRESS_EVERY, self.core.settings.update_session_timeout / 4):
             return last
-        await self.store.update_session_file(
-            row["session_id"],
-            row["name"],
-            {"bytes_transferred": received, "progress_at": now},
-            expect={"pending_blob": blob_id},
-        )
-        await self.sessions.touch(row["session_id"])
+        name = row["name"]
+        if not await self.store.update_session_file(
+            row["session_id"], name, {"bytes_transferred": received, "progress_at": now}, _same_transfer(row, blob_id)
+        ):
+            reason = f"The transfer of '{name}' was stopped: the file was removed or added again."
+            raise TransferFailed(reason, errors.not_allowed(reason, name))
+        if not await self.sessions.touch(row["session_id"]):
+            reason = f"The transfer of '{name}' was stopped: the update session ended."
+            raise TransferFailed(reason, errors.not_allowed(reason, name))
         return now
 
     async def _inspect(self, name: str, kind: str | None, blob_id: str) -> dict[str, Any] | None:
@@ -332,7 +337,7 @@ class Transfers:
 
     async def _set_file_error(self, row: Row, blob_id: str | None, reason: str, received: int | None = None) -> None:
         """Put the file in ERROR (unless it was added again meanwhile) and discard the blob it was writing."""
-        expect = {"pending_blob": blob_id} if blob_id else {"token": row["token"]} if row["token"] else {}
+        expect = _same_transfer(row, blob_id)
         fields: dict[str, Any] = {
             "status": "ERROR",
             "pending_blob": None,
@@ -385,6 +390,17 @@ class Transfers:
                 del self.core.live[key]
         await self.sessions.transfer_ended(row["session_id"])
 
+    async def flush_progress(self) -> None:
+        """Write the byte count of this process's uploads that moved since their last write, so that a GET served by
+        another worker or replica shows it within a moment, also while the client pauses (the transfer itself
+        writes it only as chunks arrive). Never over a row another transfer owns, nor once the file left
+        TRANSFERRING."""
+        for (sid, name), live in list(self.core.live.items()):
+            if live.claim is not None and live.receiving and live.bytes != live.flushed:
+                live.flushed = live.bytes
+                expect = {**live.claim, "status": "TRANSFERRING"}
+                await self.store.update_session_file(sid, name, {"bytes_transferred": live.bytes}, expect=expect)
+
     async def fail_stalled(self, owner: str | None = None, before: float | None = None) -> None:
         """Transfers that can no longer finish go to ERROR so the client adds them again: at start-up, those this
         replica ran before it stopped (`owner`); in the sweeper, those of any replica that recorded no progress
@@ -399,6 +415,12 @@ class Transfers:
                 members = await self.store.delete_members(row["session_id"], row["name"])
             await self.core.discard_blobs(members)
             await self.sessions.transfer_ended(row["session_id"])
+
+
+def _same_transfer(row: Row, blob_id: str | None) -> Row:
+    """What the file's row still holds while this transfer owns it: the blob it writes (an OVA writes none of its
+    own: its upload token, which adding the file again replaces)."""
+    return {"pending_blob": blob_id} if blob_id else {"token": row["token"]} if row["token"] else {}
 
 
 def _failure(e: BaseException, name: str, live: LiveTransfer) -> TransferFailed:

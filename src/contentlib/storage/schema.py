@@ -8,7 +8,7 @@ from typing import Any
 
 Row = dict[str, Any]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE users (
@@ -18,6 +18,11 @@ CREATE TABLE users (
     role TEXT NOT NULL
 );
 CREATE UNIQUE INDEX users_name ON users (lower(name));
+CREATE TABLE login_failures (
+    name TEXT PRIMARY KEY,
+    count {int} NOT NULL,
+    last {real} NOT NULL
+);
 CREATE TABLE api_sessions (
     id TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
@@ -200,6 +205,8 @@ MIGRATIONS: dict[int, str] = {
             "WHERE state = 'ACTIVE' AND completing IS NOT NULL",
         ]
     ),
+    # Failed logins in a row per user name (lower case), shared by every worker and replica.
+    5: "CREATE TABLE login_failures (name TEXT PRIMARY KEY, count {int} NOT NULL, last {real} NOT NULL)",
 }
 
 

@@ -174,6 +174,28 @@ class SqlStore:
     async def delete_idle_api_sessions(self, before: float) -> int:
         return await self._exec("DELETE FROM api_sessions WHERE last_accessed < ?", (before,))
 
+    # -- failed logins (per lower-case user name, shared by every process) --------------------------------------
+    async def login_failures(self, name: str) -> Row | None:
+        return await self._one("SELECT count, last FROM login_failures WHERE name=?", (name,))
+
+    async def record_login_failure(self, name: str, now: float, forget_before: float) -> int:
+        """Count a failed login; a count whose last failure is older than `forget_before` starts over. The new count."""
+        async with self.transaction():
+            await self._exec(
+                "INSERT INTO login_failures (name, count, last) VALUES (?, 1, ?) ON CONFLICT(name) DO UPDATE SET "
+                "count = CASE WHEN login_failures.last < ? THEN 1 ELSE login_failures.count + 1 END, "
+                "last = excluded.last",
+                (name, now, forget_before),
+            )
+            row = await self.login_failures(name)
+        return int(row["count"]) if row else 1
+
+    async def clear_login_failures(self, name: str) -> None:
+        await self._exec("DELETE FROM login_failures WHERE name=?", (name,))
+
+    async def forget_login_failures(self, before: float) -> int:
+        return await self._exec("DELETE FROM login_failures WHERE last < ?", (before,))
+
     # -- libraries ----------------------------------------------------------------------------------------
     async def insert_library(self, row: Row) -> None:
         try:

@@ -2,12 +2,16 @@
 
 Statements run directly in the event loop thread: point queries take microseconds (25-29k req/s measured in
 research/stack.md), less than a hop to a worker thread would cost. One connection serves the process, so a
-transaction is simply BEGIN IMMEDIATE ... COMMIT on it; other processes (the `contentlib user` CLI) share the
-database file through WAL and the busy timeout.
+transaction is simply BEGIN IMMEDIATE ... COMMIT on it; other processes (the workers of `serve --workers`, the
+`contentlib user` CLI) share the database file through WAL, and a write waits for another process's lock in `_run`
+without stalling the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -18,9 +22,13 @@ from typing import Any
 from contentlib.storage.schema import SCHEMA_VERSION, schema_statements
 from contentlib.storage.sql import Row, SqlStore, UniqueViolation, check_args, disk_full
 
+_BUSY_TIMEOUT = 10.0  # seconds a statement waits for another process's write lock before it fails
 
-def _dict_factory(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> Row:
-    return {d[0]: v for d, v in zip(cursor.description, row, strict=True)}
+
+def _names(cursor: sqlite3.Cursor) -> list[str]:
+    """The columns of a result; rows become dicts after fetching (a row factory would cost a Python call per row,
+    which was a tenth of a point query's time)."""
+    return [d[0] for d in cursor.description]
 
 
 def _lower(value: Any) -> Any:
@@ -31,21 +39,22 @@ class SQLiteStore(SqlStore):
     def __init__(self, path: Path) -> None:
         self.path = path
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
-        self.db.row_factory = _dict_factory
         # SQLite's own lower() folds ASCII only; names are case-insensitive in every script (as on PostgreSQL).
         self.db.create_function("lower", 1, _lower, deterministic=True)
         self._wal()
         # NORMAL in WAL mode: a committed transaction survives a crash of the process (what "acknowledged"
         # means here); only a power loss can drop the last commits.
         self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA busy_timeout=10000")
+        self.db.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT * 1000)}")  # while migrating; `_run` waits later
         self.db.execute("PRAGMA foreign_keys=ON")
         # Checkpoints write and fsync the database file: not in the event loop on commit, but from the sweeper
         # in a worker thread on a connection of its own (`checkpoint`).
         self.db.execute("PRAGMA wal_autocheckpoint=0")
         self._checkpointer: sqlite3.Connection | None = None
+        self._sweeper_lock: int | None = None  # the open lock file, once this process runs the sweeper
         self._tx_depth = 0
         self._migrate()
+        self.db.execute("PRAGMA busy_timeout=0")
 
     def _wal(self) -> None:
         """Switch to WAL; while another process opens the same new database the switch can report busy at once
@@ -62,7 +71,7 @@ class SQLiteStore(SqlStore):
     def _migrate(self) -> None:
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            current = self.db.execute("PRAGMA user_version").fetchone()["user_version"]
+            current = self.db.execute("PRAGMA user_version").fetchone()[0]
             if current > SCHEMA_VERSION:
                 raise RuntimeError(f"{self.path} has schema version {current}, newer than this server's")
             if current < SCHEMA_VERSION:
@@ -78,6 +87,22 @@ class SQLiteStore(SqlStore):
         self.db.close()
         if self._checkpointer is not None:
             self._checkpointer.close()
+        if self._sweeper_lock is not None:
+            os.close(self._sweeper_lock)
+            self._sweeper_lock = None
+
+    async def is_sweeper(self) -> bool:
+        """Whether this process holds (or just took) the sweeper's lock: an exclusive lock on a file beside the
+        database, which the kernel releases when its holder dies, so another worker takes over on its next sweep."""
+        if self._sweeper_lock is None:
+            fd = os.open(self.path.with_name(self.path.name + ".sweeper"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            self._sweeper_lock = fd
+        return True
 
     def checkpoint(self) -> None:
         """Copy the WAL into the database file (blocking: call it from a worker thread)."""
@@ -92,8 +117,7 @@ class SQLiteStore(SqlStore):
         await run_blocking(self.checkpoint)
 
     async def integrity_check(self) -> str:
-        row = self.db.execute("PRAGMA integrity_check").fetchone()
-        return str(next(iter(row.values())))
+        return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
@@ -104,7 +128,7 @@ class SQLiteStore(SqlStore):
             finally:
                 self._tx_depth -= 1
             return
-        self._execute("BEGIN IMMEDIATE")
+        await self._run("BEGIN IMMEDIATE")
         self._tx_depth = 1
         try:
             yield
@@ -124,16 +148,44 @@ class SQLiteStore(SqlStore):
                 raise disk_full() from e
             raise
 
+    async def _run(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        """A statement outside a transaction, or the BEGIN of one: when another process holds the write lock (the
+        workers of `serve --workers` share the database), wait for it here, letting the event loop serve other
+        requests meanwhile, instead of in SQLite's busy handler, which would stall the loop for a millisecond or
+        more each time. Inside a transaction this process holds the lock already: nothing waits there."""
+        try:
+            return self._execute(sql, args)
+        except sqlite3.OperationalError as e:
+            if e.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or self._tx_depth:
+                raise
+        deadline = time.monotonic() + _BUSY_TIMEOUT
+        attempt = 0
+        while True:
+            attempt += 1
+            # Write transactions take well under a millisecond: yield to the loop a few times first, then sleep.
+            await asyncio.sleep(0 if attempt <= 8 else min(0.05, 0.001 * (attempt - 8)))
+            try:
+                return self._execute(sql, args)
+            except sqlite3.OperationalError as e:
+                if e.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                    raise
+
     async def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Row | None:
-        row: Row | None = self._execute(sql, args).fetchone()
-        return row
+        cursor = await self._run(sql, args)
+        row = cursor.fetchone()
+        return None if row is None else dict(zip(_names(cursor), row, strict=True))
 
     async def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[Row]:
-        return list(self._execute(sql, args).fetchall())
+        cursor = await self._run(sql, args)
+        rows = cursor.fetchall()
+        if not rows:
+            return []
+        names = _names(cursor)
+        return [dict(zip(names, row, strict=True)) for row in rows]
 
     async def _exec(self, sql: str, args: tuple[Any, ...] = (), may_conflict: bool = False) -> int:
         try:
-            return self._execute(sql, check_args(args)).rowcount
+            return (await self._run(sql, check_args(args))).rowcount
         except sqlite3.IntegrityError as e:
             if "UNIQUE" in str(e):
                 raise UniqueViolation(str(e)) from e

@@ -1,0 +1,154 @@
+"""`serve --workers N`: N server processes on one port, so that every core serves requests.
+
+The supervisor (the process `contentlib serve` started) binds one listening socket per worker on the same address
+with SO_REUSEPORT, so the kernel spreads new connections over the workers evenly (one shared socket would let the
+first worker to wake up take a burst of connections alone). It then recovers once what the previous run left —
+transfers that were running when it stopped, orphaned blobs — while no worker runs yet, and forks the workers.
+
+Each worker is a replica of its own on the shared database and blob store, exactly as several servers of a cluster
+are: a connection stays in the worker that accepted it (uploads and downloads stream there), the sweeper and the
+garbage collector run in one process at a time (the Store's sweeper lock), and every worker sees the others' writes
+through the database. A worker that dies is replaced, on the same socket, so connections waiting in its accept queue
+are served by its successor. Workers die with the supervisor, even when it is killed with SIGKILL (PR_SET_PDEATHSIG):
+a crash of the server is a crash of all of it, and a restart finds no worker of the previous run alive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from types import FrameType
+
+log = logging.getLogger("contentlib.workers")
+
+_PR_SET_PDEATHSIG = 1
+_START_GRACE = 10.0  # a worker that exits (not killed) this soon after its start failed to start: the server stops
+_STOP_TIMEOUT = 30.0  # seconds workers have to finish their requests after SIGTERM before they are killed
+_BIND_RETRY = 5.0  # seconds to retry a bind that finds the address in use (workers of a killed run still dying)
+
+
+def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
+    """`count` sockets listening on host:port with SO_REUSEPORT (an address in use is retried for a moment)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    deadline = time.monotonic() + _BIND_RETRY
+    sockets: list[socket.socket] = []
+    try:
+        while len(sockets) < count:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            try:
+                sock.bind((host, port))
+            except OSError as e:
+                sock.close()
+                if e.errno != 98 or time.monotonic() > deadline:  # EADDRINUSE
+                    raise
+                time.sleep(0.1)
+                continue
+            sock.listen(1024)
+            sock.set_inheritable(True)
+            sockets.append(sock)
+    except BaseException:
+        for s in sockets:
+            s.close()
+        raise
+    return sockets
+
+
+def _die_with_parent(parent: int) -> None:
+    """In a worker: be killed when the supervisor dies (Linux), and make sure it has not died already."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+class Supervisor:
+    """Forks the workers, replaces those that die, and stops them all on SIGTERM or SIGINT."""
+
+    def __init__(self, sockets: list[socket.socket], serve: Callable[[int, socket.socket], None]) -> None:
+        self.sockets = sockets
+        self.serve = serve  # runs worker n on its socket until it is told to stop
+        self.pids: dict[int, tuple[int, float]] = {}  # pid -> (worker number, when it started)
+        self.stopping = False
+
+    def _spawn(self, n: int) -> None:
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 0
+            try:
+                _die_with_parent(parent)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                for i, s in enumerate(self.sockets):
+                    if i != n:
+                        s.close()
+                self.serve(n, self.sockets[n])
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else 1
+            except BaseException:
+                log.exception("worker %d failed", n)
+                code = 1
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        self.pids[pid] = (n, time.monotonic())
+
+    def _stop(self, signum: int, _frame: FrameType | None) -> None:
+        self.stopping = True
+        for pid in self.pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    def run(self) -> int:
+        """Serve until SIGTERM or SIGINT (exit status 0), or until a worker fails to start (1)."""
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        for n in range(len(self.sockets)):
+            self._spawn(n)
+        status = 0
+        stop_deadline: float | None = None
+        while self.pids:
+            if self.stopping and stop_deadline is None:
+                stop_deadline = time.monotonic() + _STOP_TIMEOUT
+            if stop_deadline is not None and time.monotonic() > stop_deadline:
+                for left in self.pids:  # still busy after the grace period
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(left, signal.SIGKILL)
+            try:
+                pid, wait_status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                time.sleep(0.1)
+                continue
+            n, started = self.pids.pop(pid)
+            if self.stopping:
+                continue
+            how = _describe(wait_status)
+            if not os.WIFSIGNALED(wait_status) and time.monotonic() - started < _START_GRACE:
+                log.error("worker %d (pid %d) %s during its start: stopping the server", n, pid, how)
+                status = 1
+                self._stop(signal.SIGTERM, None)
+                continue
+            log.error("worker %d (pid %d) %s: starting a new one", n, pid, how)
+            self._spawn(n)
+        for s in self.sockets:
+            s.close()
+        return status
+
+
+def _describe(wait_status: int) -> str:
+    if os.WIFSIGNALED(wait_status):
+        return f"was killed by {signal.Signals(os.WTERMSIG(wait_status)).name}"
+    return f"exited with status {os.waitstatus_to_exitcode(wait_status)}"
