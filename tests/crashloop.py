@@ -74,6 +74,8 @@ SERVER_ARGS = [
     str(SWEEP_INTERVAL),
     "--session-retention",
     "15",  # the sweeper deletes ended sessions too; the checks read the killed server's sessions well before
+    "--workers",
+    "2",  # several worker processes (issue 11): a kill takes them all, a restart recovers once for all of them
 ]
 
 LIB = "/api/content/local-library"

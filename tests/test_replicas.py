@@ -97,7 +97,11 @@ class Cluster:
 
     def server_args(self, extra: list[str] | None = None) -> list[str]:
         """Explicit --database/--blobs, so conftest's CONTENTLIB_TEST_PG/_S3 switches add nothing."""
-        return ["--database", self.database, "--blobs", self.blobs_url, "--sweep-interval", str(SWEEP), *(extra or [])]
+        return [
+            *("--database", self.database, "--blobs", self.blobs_url, "--sweep-interval", str(SWEEP)),
+            *("--workers", "2"),  # each replica is two worker processes: six processes share the database and prefix
+            *(extra or []),
+        ]
 
     def new_replica(self, data_dir: Path, extra: list[str] | None = None) -> ServerProcess:
         srv = ServerProcess(data_dir, self.server_args(extra), env=dict(S3_ENV))
