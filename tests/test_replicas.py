@@ -631,15 +631,26 @@ def replica_with_port(replicas: list[ServerProcess], local_port: int) -> ServerP
     for srv in replicas:
         if srv.proc is None or srv.proc.poll() is not None:
             continue
-        fd_dir = Path(f"/proc/{srv.proc.pid}/fd")
-        for fd in fd_dir.iterdir():
+        for pid in [srv.proc.pid, *_workers_of(srv.proc.pid)]:  # the supervisor and its worker processes
             try:
-                link = os.readlink(fd)
+                fds = list(Path(f"/proc/{pid}/fd").iterdir())
             except OSError:
                 continue
-            if link.startswith("socket:[") and link[8:-1] in inodes:
-                return srv
+            for fd in fds:
+                try:
+                    link = os.readlink(fd)
+                except OSError:
+                    continue
+                if link.startswith("socket:[") and link[8:-1] in inodes:
+                    return srv
     return None
+
+
+def _workers_of(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def expired(api: Api, srv: ServerProcess, sid: str) -> dict[str, Any] | None:

@@ -113,5 +113,5 @@ class DownloadSessions(ItemSessions):
             raise errors.not_found("download endpoint", f"/cls/download/{token[:6]}…/{name}")
         session = await self.session(f["session_id"])
         self.require_active(session, "download from")
-        await self.touch(session["id"])
+        await self.note_activity(session)
         return str(f["blob_id"])

@@ -64,6 +64,13 @@ class ItemSessions:
         """Count activity on the session; False if it is no longer ACTIVE."""
         return await self._set(sid, {"last_activity": self.core.now()}, state=ACTIVE)
 
+    async def note_activity(self, row: Row) -> None:
+        """Count a read of the ACTIVE session `row` as activity, writing it only when the recorded activity is
+        older than a second (at most a hundredth of the timeout): reads stay reads, and the expiration_time shown
+        is still one the session is guaranteed to outlive."""
+        if self.core.now() - row["last_activity"] >= min(1.0, self.core.settings.update_session_timeout / 100):
+            await self.touch(row["id"])
+
     def base_model(self, row: Row) -> dict[str, Any]:
         """The fields both session models share (`id` is never returned by get or list)."""
         model: dict[str, Any] = {

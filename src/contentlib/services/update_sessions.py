@@ -320,7 +320,7 @@ class UpdateSessions(ItemSessions):
         """The session's view of the item's files; reading it is file activity that postpones expiry."""
         row = await self.session(sid)
         if row["state"] == ACTIVE:
-            await self.touch(sid)
+            await self.note_activity(row)
         staged = {f["name"]: f for f in await self.store.session_files(sid)}
         current = {f["name"]: f for f in await self.store.item_files(row["item_id"])}
         return row, staged, current

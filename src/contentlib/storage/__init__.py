@@ -16,7 +16,10 @@ async def open_store(settings: Settings) -> SqlStore:
             raise ValueError(f"--database wants a postgresql:// URL, got {settings.database!r}")
         from contentlib.storage.postgres import PostgresStore
 
-        return await PostgresStore.open(settings.database)
+        # One pool per worker process: together no more connections than one process used to take, since a
+        # worker's event loop keeps only a few statements in flight at once (research/stack.md: pool size made no
+        # difference), and PostgreSQL's connection limit is shared by every replica.
+        return await PostgresStore.open(settings.database, max(4, 16 // max(1, settings.workers)))
     from contentlib.storage.sqlite import SQLiteStore
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)

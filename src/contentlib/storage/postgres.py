@@ -43,8 +43,8 @@ class PostgresStore(SqlStore):
         self._leading = False
 
     @classmethod
-    async def open(cls, dsn: str) -> PostgresStore:
-        pool = await asyncpg.create_pool(dsn, min_size=2, max_size=16, command_timeout=60)
+    async def open(cls, dsn: str, max_connections: int = 16) -> PostgresStore:
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_connections, command_timeout=60)
         store = cls(pool, dsn)
         await store._migrate()
         return store
@@ -67,12 +67,25 @@ class PostgresStore(SqlStore):
         await self.pool.close()
 
     async def is_sweeper(self) -> bool:
-        """Whether this replica holds (or just took) the sweeper's lock, on a connection kept for it."""
+        """Whether this process holds (or just took) the sweeper's lock, on a connection kept for it. The others
+        look at pg_locks through their pool and open a connection to try only when nobody holds it, so that the
+        cluster keeps one such connection, not one per worker."""
+        if self._leading and self._leader is not None and not self._leader.is_closed():
+            return True
+        self._leading = False
+        held = await self._one(
+            "SELECT 1 AS held FROM pg_locks WHERE locktype='advisory' AND classid=0 AND objid=? AND granted "
+            "AND database=(SELECT oid FROM pg_database WHERE datname=current_database())",
+            (_SWEEPER_LOCK,),
+        )
+        if held is not None:
+            return False
         if self._leader is None or self._leader.is_closed():
             self._leader = await asyncpg.connect(self.dsn)
-            self._leading = False
-        if not self._leading:
-            self._leading = bool(await self._leader.fetchval("SELECT pg_try_advisory_lock($1)", _SWEEPER_LOCK))
+        self._leading = bool(await self._leader.fetchval("SELECT pg_try_advisory_lock($1)", _SWEEPER_LOCK))
+        if not self._leading:  # another took it first
+            await self._leader.close()
+            self._leader = None
         return self._leading
 
     def _q(self, sql: str) -> str:
