@@ -13,7 +13,19 @@ from typing import Any
 import pytest
 import requests
 from conftest import ADMIN_PASSWORD, ADMIN_USER, ServerProcess
-from soapkit import PROPERTY_COLLECTOR, SERVICE_INSTANCE, E, Soap, envelope, obj_spec, parse_fault, prop_spec, spec_set
+from soapkit import (
+    PROPERTY_COLLECTOR,
+    SERVICE_INSTANCE,
+    E,
+    Soap,
+    envelope,
+    obj_spec,
+    parse_fault,
+    prop_spec,
+    selection,
+    spec_set,
+    traversal,
+)
 
 ENV = (
     '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/">'
@@ -38,6 +50,8 @@ EXTERNAL_DTD = '<?xml version="1.0"?><!DOCTYPE soapenv:Envelope SYSTEM "http://1
     CONTENT
 )
 INTERNAL_DTD = '<?xml version="1.0"?><!DOCTYPE e [<!ELEMENT e ANY>]>' + ENV.format(CONTENT)
+ROOT = ("Folder", "group-d1")
+DATACENTER = ("Datacenter", "datacenter-1")
 DESTROY = (
     '<DestroyDatacenter_Task xmlns="urn:vim25"><_this type="Datacenter">datacenter-1</_this></DestroyDatacenter_Task>'
 )
@@ -212,3 +226,36 @@ def test_odd_session_cookie_is_not_a_session(client: Soap, server: ServerProcess
     fault = parse_fault(data.partition(b"\r\n\r\n")[2])
     assert fault.type == "NotAuthenticated"
     serves(server)
+
+
+def test_long_chain_of_named_traversals(client: Soap, server: ServerProcess) -> None:
+    """Thousands of named TraversalSpecs, each selecting the next (down from the root folder to the datacenter and
+    back up): within the element limit, so answered, not a RecursionError in the walk (found by test_fuzz_soap)."""
+    client.login(ADMIN_USER, ADMIN_PASSWORD)
+    n = 2_500
+    steps = [
+        traversal(
+            "Folder" if i % 2 == 0 else "Datacenter",
+            "childEntity" if i % 2 == 0 else "parent",
+            *([selection(f"t{i + 1}")] if i + 1 < n else []),
+            name=f"t{i}",
+        )
+        for i in range(n)
+    ]
+    found = client.retrieve(spec_set(prop_spec("ManagedEntity", "name"), obj_spec(ROOT, *steps, skip=True)))
+    assert set(found) == {ROOT, DATACENTER}
+    serves(server)
+
+
+def test_an_object_skipped_one_way_is_reported_another(client: Soap) -> None:
+    """An object reached by a way that skips it and by one that does not is reported: two ObjectSpecs for it, or two
+    TraversalSpecs to it (with no selectSet of their own, both selections were the same empty one; found by
+    test_fuzz_soap)."""
+    client.login(ADMIN_USER, ADMIN_PASSWORD)
+    names = prop_spec("Datacenter", "name")
+    twice = spec_set(names, obj_spec(DATACENTER, skip=True), obj_spec(DATACENTER))
+    assert set(client.retrieve(twice)) == {DATACENTER}
+    two_ways = obj_spec(
+        ROOT, traversal("Folder", "childEntity", skip=True), traversal("Folder", "childEntity"), skip=True
+    )
+    assert set(client.retrieve(spec_set(names, two_ways))) == {DATACENTER}
