@@ -28,7 +28,7 @@ from defusedxml.ElementTree import DefusedXMLParser
 
 from contentlib import errors
 from contentlib.protocols.host import Host
-from contentlib.protocols.http import read_body
+from contentlib.protocols.http import close_if_unreadable, read_body
 from contentlib.protocols.vim_collector import PropertyCollector, filter_specs, retrieve_options
 from contentlib.protocols.vim_inventory import (
     API_VERSION,
@@ -308,7 +308,7 @@ class SoapApi:
         if cookie is not None:
             secure = "; Secure" if request.scheme == "https" else ""
             response.headers["Set-Cookie"] = f'{COOKIE}="{cookie}"; Path=/; HttpOnly{secure}'
-        return response
+        return close_if_unreadable(request, response)
 
     @staticmethod
     def _fault_of(e: errors.ApiError) -> VimFault:
