@@ -16,6 +16,7 @@ revocation) and sets the `vmware_soap_session` cookie to its id, as vCenter does
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -291,7 +292,10 @@ class SoapApi:
         try:
             if request.method != "POST":
                 fault = invalid_request(f"{request.method} is not a SOAP request: POST a SOAP 1.1 envelope to /sdk.")
-                return web.Response(status=405, body=fault_document(fault), headers=_HEADERS | {"Allow": "POST"})
+                with contextlib.suppress(errors.ApiError):  # read, so that a body that cannot be read closes
+                    await read_body(request, self.host.max_body)  # the connection (as for a POST)
+                response = web.Response(status=405, body=fault_document(fault), headers=_HEADERS | {"Allow": "POST"})
+                return close_if_unreadable(request, response)
             body = await read_body(request, self.host.max_body)
             call = parse(body) if len(body) <= _PARSE_IN_THREAD else await run_blocking(parse, body)
             req = await self._request(request, call)
