@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import gzip
 import socket
+import subprocess
+import sys
+import uuid
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -283,3 +286,21 @@ def test_body_not_in_its_content_encoding(client: Soap, server: ServerProcess, e
         )
         assert r.status_code == 200 and b"rootFolder" in r.content, r.text[:300]
     assert "Unhandled exception" not in server.log()
+
+
+def test_credentials_are_not_trimmed(client: Soap, server: ServerProcess) -> None:
+    """Login takes the user name and password as they are, as /api does: a password may begin or end with a space,
+    and one with spaces around it is another password (found by test_fuzz_soap: ` password ` logged in)."""
+    name = f"spaced-{uuid.uuid4().hex[:8]}@vsphere.local"
+    add = [sys.executable, "-m", "contentlib", "user", "add", name, *server.store_args()]
+    proc = subprocess.run(add, input=" pass word \n", capture_output=True, text=True, timeout=60)  # from stdin
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert requests.post(server.base + "/api/session", auth=(name, " pass word "), timeout=30).status_code == 201
+    client.login(name, " pass word ")
+    assert client.session_id
+    wrong = [(name, "pass word"), (f" {name}", " pass word "), (ADMIN_USER, f" {ADMIN_PASSWORD}\n")]
+    wrong += [(f"{ADMIN_USER} ", ADMIN_PASSWORD)]
+    for user, password in wrong:
+        login = LOGIN.format(f"<userName>{user}</userName><password>{password}</password>")
+        check_fault(Soap(server.base).post(ENV.format(login).encode()), "InvalidLogin", "incorrect")
+    client.login(ADMIN_USER, ADMIN_PASSWORD)  # a success clears the failures the throttle counted

@@ -368,7 +368,11 @@ class SoapApi:
         return date_time(time.time())
 
     async def _login(self, req: Request) -> Result:
-        user, password = arg_text(req.call.args, "userName"), arg_text(req.call.args, "password")
+        # As given, as on /api and /rest: a password may begin or end with a space, and " admin" is not "admin".
+        user, password = (
+            arg_text(req.call.args, "userName", strip=False),
+            arg_text(req.call.args, "password", strip=False),
+        )
         try:
             sid = await self.host.auth.login((user, password))
         except errors.ApiError as e:
