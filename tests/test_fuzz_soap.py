@@ -599,6 +599,26 @@ def check_value(obj: MoRef, path: str, vals: list[ET.Element], sid: str | None) 
         assert key == sid, f"currentSession.key {key} != {sid}"
 
 
+_XSD = {
+    "string": "xsd:string",
+    "boolean": "xsd:boolean",
+    "dateTime": "xsd:dateTime",
+    "int": "xsd:int",
+    "long": "xsd:long",
+}
+
+
+def xsi_type_of(kind: str) -> str | None:
+    """The xsi:type a value of this vim25 type travels with as anyType (the schema marks the fields of data objects
+    `string` whatever they are: those are not checked)."""
+    if kind.endswith("[]"):
+        item = kind[:-2]
+        return "ArrayOf" + item[:1].upper() + item[1:]
+    if kind in _XSD:
+        return _XSD[kind]
+    return kind or None
+
+
 def check_contents(objects: list[ET.Element], wanted: dict[MoRef, Want], logged_in: bool, sid: str | None) -> None:
     seen: set[MoRef] = set()
     for oc in objects:
@@ -625,8 +645,12 @@ def check_contents(objects: list[ET.Element], wanted: dict[MoRef, Want], logged_
         assert required <= set(names), f"{obj}: {required - set(names)} are always set, not reported"
         for p in props:
             val = p.find(f"{V}val")
-            assert val is not None and val.get(f"{{{XSI}}}type"), ET.tostring(p)[:300]
-            check_value(obj, p.findtext(f"{V}name") or "", [val], sid)
+            path = p.findtext(f"{V}name") or ""
+            assert val is not None, ET.tostring(p)[:300]
+            kind = path_kind(obj[0], path) or ""
+            want_type = xsi_type_of(kind) if "." not in path or kind in DATA_FIELDS else None
+            assert want_type in (None, val.get(f"{{{XSI}}}type")), f"{obj} {path}: {val.get(f'{{{XSI}}}type')}"
+            check_value(obj, path, [val], sid)
     assert seen == set(wanted), f"not reported: {sorted(set(wanted) - seen)}"
 
 
