@@ -3,9 +3,9 @@
 
 1. tests/crashloop.py with `--kills` (default 100) SIGKILLs per backend pair: SQLite + disk, then PostgreSQL + S3
    (the servers at --pg / --s3; `make soak` starts the local ones with scripts/with-services.sh).
-2. `pytest -n 2 tests/test_fuzz.py` with CONTENTLIB_FUZZ_EXAMPLES=2000 (--fuzz-examples), once per backend pair (the
-   PostgreSQL + S3 run with CONTENTLIB_TEST_PG/_S3 pointing at --pg/--s3); a missing tests/test_fuzz.py is a
-   failure, said so.
+2. `pytest -n 2 --dist loadgroup tests/test_fuzz.py tests/test_fuzz_soap.py` (/api and /rest with schemathesis, /sdk
+   with hypothesis) with CONTENTLIB_FUZZ_EXAMPLES=2000 (--fuzz-examples), once per backend pair (the PostgreSQL + S3
+   run with CONTENTLIB_TEST_PG/_S3 pointing at --pg/--s3); a missing fuzz file is a failure, said so.
 
 Prints a line per kill, then one Markdown table per part. Exit status 1 when anything failed (an invariant
 violation, a server that did not restart, unreachable PostgreSQL/S3, a fuzz failure).
@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from crashloop import BACKENDS, PG_DEFAULT, S3_DEFAULT, CrashLoopFailure, run_crashloop, table  # noqa: E402
 
-FUZZ = ROOT / "tests" / "test_fuzz.py"
+FUZZ = [ROOT / "tests" / "test_fuzz.py", ROOT / "tests" / "test_fuzz_soap.py"]
+PYTEST = ["-q", "-n", "2", "--dist", "loadgroup", "-p", "no:cacheprovider"]
 
 
 def crash(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[str]]:
@@ -47,16 +48,18 @@ def crash(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[str]]:
 
 def fuzz(args: argparse.Namespace, backend: str) -> tuple[dict[str, Any], list[str]]:
     row: dict[str, Any] = {"backend": backend, "examples": args.fuzz_examples}
-    if not FUZZ.exists():
-        print(f"FAILED: {FUZZ.relative_to(ROOT)} does not exist: there is no fuzzing suite to run", flush=True)
-        return {**row, "result": "MISSING tests/test_fuzz.py", "seconds": 0}, ["tests/test_fuzz.py does not exist"]
+    missing = [str(f.relative_to(ROOT)) for f in FUZZ if not f.exists()]
+    if missing:
+        print(f"FAILED: {', '.join(missing)} does not exist: a fuzzing suite is missing", flush=True)
+        failures = [f"{m} does not exist" for m in missing]
+        return {**row, "result": f"MISSING {', '.join(missing)}", "seconds": 0}, failures
     env = {k: v for k, v in os.environ.items() if k not in ("CONTENTLIB_TEST_PG", "CONTENTLIB_TEST_S3")}
     env["CONTENTLIB_FUZZ_EXAMPLES"] = str(args.fuzz_examples)
     if backend == "pg-s3":
         env.update(CONTENTLIB_TEST_PG=args.pg, CONTENTLIB_TEST_S3=args.s3)
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-n", "2", "-p", "no:cacheprovider", str(FUZZ)],
+        [sys.executable, "-m", "pytest", *PYTEST, *map(str, FUZZ)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -105,7 +108,7 @@ def main() -> int:
             if "result" in r:
                 print(f"Crash loop {r['backend']}: FAILED after {r['seconds']} s\n")
     if fuzz_rows:
-        print("Fuzzing (tests/test_fuzz.py):\n")
+        print("Fuzzing (tests/test_fuzz.py, tests/test_fuzz_soap.py):\n")
         print(table(fuzz_rows) + "\n")
     if failures:
         print("FAILED:\n" + "\n".join(f"- {f}" for f in failures))

@@ -422,14 +422,17 @@ def api(server: ServerProcess) -> Api:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """How many fuzz cases ran (tests/test_fuzz.py records them per operation, also from xdist workers)."""
-    counts = [
-        value
-        for reports in terminalreporter.stats.values()
-        for report in reports
-        if getattr(report, "when", None) == "teardown"
-        for name, value in getattr(report, "user_properties", ())
-        if name == "fuzz_cases"
-    ]
+    """How many fuzz cases ran (tests/test_fuzz.py records them per operation, tests/test_fuzz_soap.py per strategy,
+    also from xdist workers): the total, then per file."""
+    counts: dict[str, list[int]] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) != "teardown":
+                continue
+            for name, value in getattr(report, "user_properties", ()):
+                if name == "fuzz_cases":
+                    counts.setdefault(report.nodeid.split("::")[0], []).append(value)
     if counts:
-        terminalreporter.write_line(f"fuzz: {sum(counts)} cases over {len(counts)} operations")
+        total, tests = sum(map(sum, counts.values())), sum(map(len, counts.values()))
+        each = ", ".join(f"{path}: {sum(c)} over {len(c)}" for path, c in sorted(counts.items()))
+        terminalreporter.write_line(f"fuzz: {total} cases over {tests} operations and strategies ({each})")

@@ -630,3 +630,23 @@ def test_server_still_serves(api: Api) -> None:
     item = api.create_item(name=f"after-{uuid.uuid4().hex[:6]}")
     api.put_files(item, {"x.bin": b"still here"})
     assert api.download(item, "x.bin") == b"still here"
+
+
+@pytest.mark.parametrize("where", ["api", "rest", "jsonrpc"])
+def test_body_not_in_its_content_encoding(api: Api, server: ServerProcess, where: str) -> None:
+    """A gzip body that is not gzip is bad input on every codec (INVALID_ARGUMENT; on JSON-RPC an Invalid Request),
+    not an internal error with a logged traceback, and the answer closes the connection (aiohttp stops reading it
+    inside the body); as on /sdk (test_hostile_soap.py)."""
+    headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    path = {"api": "/api/content/local-library", "rest": "/rest/com/vmware/content/local-library", "jsonrpc": "/api"}
+    r = api.post(path[where], data=b'{"name": "x"}', headers=headers)
+    assert r.headers["Connection"] == "close", r.headers
+    if where == "api":
+        assert_error(r, 400, "INVALID_ARGUMENT", "cannot be read", "content-encoding: gzip")
+    elif where == "rest":
+        assert r.status_code == 400 and r.json()["type"] == "com.vmware.vapi.std.errors.invalid_argument", r.text
+    else:
+        assert r.status_code == 200 and r.json()["error"]["code"] == -32600, r.text
+        assert "cannot be read" in r.json()["error"]["message"]
+    assert api.get("/api/content/library").status_code == 200  # the next request, on a new connection
+    assert "unexpected error" not in server.log() and "Unhandled exception" not in server.log()

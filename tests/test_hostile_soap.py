@@ -6,14 +6,31 @@ serving."""
 
 from __future__ import annotations
 
+import gzip
 import socket
+import subprocess
+import sys
+import uuid
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 from conftest import ADMIN_PASSWORD, ADMIN_USER, ServerProcess
-from soapkit import PROPERTY_COLLECTOR, SERVICE_INSTANCE, E, Soap, envelope, obj_spec, parse_fault, prop_spec, spec_set
+from soapkit import (
+    PROPERTY_COLLECTOR,
+    SERVICE_INSTANCE,
+    E,
+    Soap,
+    envelope,
+    obj_spec,
+    parse_fault,
+    prop_spec,
+    selection,
+    spec_set,
+    traversal,
+)
 
 ENV = (
     '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/">'
@@ -38,6 +55,8 @@ EXTERNAL_DTD = '<?xml version="1.0"?><!DOCTYPE soapenv:Envelope SYSTEM "http://1
     CONTENT
 )
 INTERNAL_DTD = '<?xml version="1.0"?><!DOCTYPE e [<!ELEMENT e ANY>]>' + ENV.format(CONTENT)
+ROOT = ("Folder", "group-d1")
+DATACENTER = ("Datacenter", "datacenter-1")
 DESTROY = (
     '<DestroyDatacenter_Task xmlns="urn:vim25"><_this type="Datacenter">datacenter-1</_this></DestroyDatacenter_Task>'
 )
@@ -212,3 +231,76 @@ def test_odd_session_cookie_is_not_a_session(client: Soap, server: ServerProcess
     fault = parse_fault(data.partition(b"\r\n\r\n")[2])
     assert fault.type == "NotAuthenticated"
     serves(server)
+
+
+def test_long_chain_of_named_traversals(client: Soap, server: ServerProcess) -> None:
+    """Thousands of named TraversalSpecs, each selecting the next (down from the root folder to the datacenter and
+    back up): within the element limit, so answered, not a RecursionError in the walk (found by test_fuzz_soap)."""
+    client.login(ADMIN_USER, ADMIN_PASSWORD)
+    n = 2_500
+    steps = [
+        traversal(
+            "Folder" if i % 2 == 0 else "Datacenter",
+            "childEntity" if i % 2 == 0 else "parent",
+            *([selection(f"t{i + 1}")] if i + 1 < n else []),
+            name=f"t{i}",
+        )
+        for i in range(n)
+    ]
+    found = client.retrieve(spec_set(prop_spec("ManagedEntity", "name"), obj_spec(ROOT, *steps, skip=True)))
+    assert set(found) == {ROOT, DATACENTER}
+    serves(server)
+
+
+def test_an_object_skipped_one_way_is_reported_another(client: Soap) -> None:
+    """An object reached by a way that skips it and by one that does not is reported: two ObjectSpecs for it, or two
+    TraversalSpecs to it (with no selectSet of their own, both selections were the same empty one; found by
+    test_fuzz_soap)."""
+    client.login(ADMIN_USER, ADMIN_PASSWORD)
+    names = prop_spec("Datacenter", "name")
+    twice = spec_set(names, obj_spec(DATACENTER, skip=True), obj_spec(DATACENTER))
+    assert set(client.retrieve(twice)) == {DATACENTER}
+    two_ways = obj_spec(
+        ROOT, traversal("Folder", "childEntity", skip=True), traversal("Folder", "childEntity"), skip=True
+    )
+    assert set(client.retrieve(spec_set(names, two_ways))) == {DATACENTER}
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_body_not_in_its_content_encoding(client: Soap, server: ServerProcess, encoding: str, method: str) -> None:
+    """A body that is not in the Content-Encoding it declares is bad input: InvalidRequest (or, not POSTed, the 405),
+    not a SystemError or a traceback in the log; the answer closes the connection (aiohttp's parser stopped inside
+    the body), so the client's next request goes on a new one and is answered (found by test_fuzz_soap)."""
+    body = ENV.format(CONTENT).encode()
+    h = {"Content-Type": "text/xml", "Content-Encoding": encoding}
+    r = client.http.request(method, server.base + "/sdk", data=body, headers=h, timeout=30)
+    if method == "POST":
+        check_fault(r, "InvalidRequest", f"cannot be read: Can not decode content-encoding: {encoding}")
+    else:
+        assert r.status_code == 405 and parse_fault(r.content).type == "InvalidRequest", r.status_code
+    assert r.headers["Connection"] == "close"
+    for _ in range(3):  # the same requests.Session: had the connection stayed open, these would get no answer
+        r = client.post(
+            gzip.compress(body) if encoding == "gzip" else zlib.compress(body), {"Content-Encoding": encoding}
+        )
+        assert r.status_code == 200 and b"rootFolder" in r.content, r.text[:300]
+    assert "Unhandled exception" not in server.log()
+
+
+def test_credentials_are_not_trimmed(client: Soap, server: ServerProcess) -> None:
+    """Login takes the user name and password as they are, as /api does: a password may begin or end with a space,
+    and one with spaces around it is another password (found by test_fuzz_soap: ` password ` logged in)."""
+    name = f"spaced-{uuid.uuid4().hex[:8]}@vsphere.local"
+    add = [sys.executable, "-m", "contentlib", "user", "add", name, *server.store_args()]
+    proc = subprocess.run(add, input=" pass word \n", capture_output=True, text=True, timeout=60)  # from stdin
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert requests.post(server.base + "/api/session", auth=(name, " pass word "), timeout=30).status_code == 201
+    client.login(name, " pass word ")
+    assert client.session_id
+    wrong = [(name, "pass word"), (f" {name}", " pass word "), (ADMIN_USER, f" {ADMIN_PASSWORD}\n")]
+    wrong += [(f"{ADMIN_USER} ", ADMIN_PASSWORD)]
+    for user, password in wrong:
+        login = LOGIN.format(f"<userName>{user}</userName><password>{password}</password>")
+        check_fault(Soap(server.base).post(ENV.format(login).encode()), "InvalidLogin", "incorrect")
+    client.login(ADMIN_USER, ADMIN_PASSWORD)  # a success clears the failures the throttle counted

@@ -24,7 +24,8 @@ def json_response(status: int, value: Any) -> web.Response:
 
 
 async def read_body(request: web.BaseRequest, max_body: int) -> bytes:
-    """The whole request body, refused (INVALID_ARGUMENT) once it exceeds `max_body` bytes, declared or chunked."""
+    """The whole request body, refused (INVALID_ARGUMENT) once it exceeds `max_body` bytes, declared or chunked, or
+    when it cannot be read (`unreadable`)."""
     if request.content_length is not None and request.content_length > max_body:
         raise errors.invalid_argument(
             f"The request body has {request.content_length} bytes; at most {max_body} are accepted."
@@ -33,12 +34,33 @@ async def read_body(request: web.BaseRequest, max_body: int) -> bytes:
         return b""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > max_body:
-            raise errors.invalid_argument(f"The request body exceeds {max_body} bytes.")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+            if size > max_body:
+                raise errors.invalid_argument(f"The request body exceeds {max_body} bytes.")
+            chunks.append(chunk)
+    except web.RequestPayloadError as e:
+        raise unreadable(e) from None
     return b"".join(chunks)
+
+
+def unreadable(e: web.RequestPayloadError) -> errors.ApiError:
+    """A body aiohttp could not read: bytes that are not in the Content-Encoding they declare (gzip, deflate, br),
+    a broken chunked framing. Bad input, not a bug; the answer must close the connection (`close_if_unreadable`)."""
+    reason = " ".join(str(e.__cause__ or e).split()).removeprefix("400, message: ")
+    return errors.invalid_argument(f"The request body cannot be read: {reason}.")
+
+
+def close_if_unreadable(request: web.BaseRequest, response: web.StreamResponse) -> web.StreamResponse:
+    """After a body that could not be read, the connection cannot carry another request (aiohttp's parser stopped
+    inside the body and reads nothing more from it): the answer says `Connection: close` and the connection closes
+    after it. Its body is marked ended, so that aiohttp does not read it again, only to raise the same error and log
+    it as unhandled."""
+    if request.content.exception() is not None:
+        response.force_close()
+        request.content.feed_eof()
+    return response
 
 
 def basic_credentials(authorization: str | None) -> tuple[str, str] | None:

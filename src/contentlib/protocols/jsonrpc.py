@@ -26,6 +26,7 @@ from aiohttp import web
 from contentlib import errors
 from contentlib.operations import Operation
 from contentlib.protocols.host import Host
+from contentlib.protocols.http import close_if_unreadable, unreadable
 from contentlib.services.core import Ctx
 
 log = logging.getLogger("contentlib.jsonrpc")
@@ -150,7 +151,10 @@ class JsonRpcApi:
         self.operations = {(op.service, op.name): op for op in host.operations}
         self.max_body = host.max_body
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        return close_if_unreadable(request, await self._handle(request))
+
+    async def _handle(self, request: web.Request) -> web.Response:
         request_id: Any = None
         try:
             body = await self._read(request)
@@ -172,7 +176,10 @@ class JsonRpcApi:
     async def _read(self, request: web.Request) -> bytes:
         if request.content_length is not None and request.content_length > self.max_body:
             raise JsonRpcError(-32600, f"Invalid Request: the body exceeds {self.max_body} bytes")
-        body = await request.content.read(self.max_body + 1)
+        try:
+            body = await request.content.read(self.max_body + 1)
+        except web.RequestPayloadError as e:
+            raise JsonRpcError(-32600, f"Invalid Request: {unreadable(e)}") from None
         if len(body) > self.max_body:
             raise JsonRpcError(-32600, f"Invalid Request: the body exceeds {self.max_body} bytes")
         return body

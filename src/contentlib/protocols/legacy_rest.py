@@ -32,6 +32,7 @@ from contentlib.protocols.host import Host
 from contentlib.protocols.http import (
     JSON_HEADERS,
     basic_credentials,
+    close_if_unreadable,
     convert,
     decode,
     header,
@@ -159,6 +160,9 @@ class LegacyRestApi:
         path = request.path
         if not path.startswith(PREFIX + "/com/vmware/"):  # the /api form under /rest
             return await self.api_form.serve(request, "/api" + path[len(PREFIX) :])
+        return close_if_unreadable(request, await self._serve(request))
+
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
         try:
             bound, id_value = self._match(request)
             ctx = await self._authenticate(request, bound.op)

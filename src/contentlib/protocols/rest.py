@@ -19,7 +19,16 @@ from aiohttp import web
 from contentlib import errors
 from contentlib.operations import Operation
 from contentlib.protocols.host import Host
-from contentlib.protocols.http import basic_credentials, convert, decode, header, internal, json_response, read_body
+from contentlib.protocols.http import (
+    basic_credentials,
+    close_if_unreadable,
+    convert,
+    decode,
+    header,
+    internal,
+    json_response,
+    read_body,
+)
 from contentlib.services.core import Ctx
 
 
@@ -181,6 +190,9 @@ class RestApi:
 
     async def serve(self, request: web.Request, path: str) -> web.StreamResponse:
         """Answer `request` as the operation at `path` (an /api path)."""
+        return close_if_unreadable(request, await self._serve(request, path))
+
+    async def _serve(self, request: web.Request, path: str) -> web.StreamResponse:
         try:
             op, path_args = self.router.match(request.method, path, request.query, request.path)
             ctx = await self._authenticate(request, op)

@@ -16,6 +16,7 @@ revocation) and sets the `vmware_soap_session` cookie to its id, as vCenter does
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -28,7 +29,7 @@ from defusedxml.ElementTree import DefusedXMLParser
 
 from contentlib import errors
 from contentlib.protocols.host import Host
-from contentlib.protocols.http import read_body
+from contentlib.protocols.http import close_if_unreadable, read_body
 from contentlib.protocols.vim_collector import PropertyCollector, filter_specs, retrieve_options
 from contentlib.protocols.vim_inventory import (
     API_VERSION,
@@ -291,7 +292,10 @@ class SoapApi:
         try:
             if request.method != "POST":
                 fault = invalid_request(f"{request.method} is not a SOAP request: POST a SOAP 1.1 envelope to /sdk.")
-                return web.Response(status=405, body=fault_document(fault), headers=_HEADERS | {"Allow": "POST"})
+                with contextlib.suppress(errors.ApiError):  # read, so that a body that cannot be read closes
+                    await read_body(request, self.host.max_body)  # the connection (as for a POST)
+                response = web.Response(status=405, body=fault_document(fault), headers=_HEADERS | {"Allow": "POST"})
+                return close_if_unreadable(request, response)
             body = await read_body(request, self.host.max_body)
             call = parse(body) if len(body) <= _PARSE_IN_THREAD else await run_blocking(parse, body)
             req = await self._request(request, call)
@@ -308,7 +312,7 @@ class SoapApi:
         if cookie is not None:
             secure = "; Secure" if request.scheme == "https" else ""
             response.headers["Set-Cookie"] = f'{COOKIE}="{cookie}"; Path=/; HttpOnly{secure}'
-        return response
+        return close_if_unreadable(request, response)
 
     @staticmethod
     def _fault_of(e: errors.ApiError) -> VimFault:
@@ -364,7 +368,11 @@ class SoapApi:
         return date_time(time.time())
 
     async def _login(self, req: Request) -> Result:
-        user, password = arg_text(req.call.args, "userName"), arg_text(req.call.args, "password")
+        # As given, as on /api and /rest: a password may begin or end with a space, and " admin" is not "admin".
+        user, password = (
+            arg_text(req.call.args, "userName", strip=False),
+            arg_text(req.call.args, "password", strip=False),
+        )
         try:
             sid = await self.host.auth.login((user, password))
         except errors.ApiError as e:

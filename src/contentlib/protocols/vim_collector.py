@@ -5,8 +5,8 @@ objects of `type`, follow the reference(s) in property `path`, then apply its ow
 objects it reaches; a SelectionSpec with only a name stands for the TraversalSpec of that name anywhere in the filter
 spec) and what to report (PropertySpec: for objects of `type` or a subtype, the properties in pathSet, or all). Every
 object reached and not skipped, that a PropertySpec's type matches, is reported once, with the union of the
-properties its matching specs ask for. Walking stops where an object was already walked with the same selection, so
-recursive specs (govc's `traverseParent`) end.
+properties its matching specs ask for, whether other ways to it skip it or not. Walking stops where an object was
+already walked with the same selection, so recursive specs (govc's `traverseParent`) end.
 
 The specs are checked before anything is collected: an unknown type is InvalidType, a path that is not a property of
 its spec's type InvalidProperty, a selection naming no TraversalSpec InvalidArgument, a starting object that does
@@ -163,18 +163,24 @@ class _Walk:
     followed: dict[tuple[MoRef, str], list[MoRef]] = field(default_factory=dict)  # references read, by path
 
     async def visit(self, obj: MoRef, select_set: tuple[Selection, ...], skip: bool) -> None:
-        key = (obj, id(select_set))
-        if key in self.walked:
-            return
-        self.walked.add(key)
-        if not skip:
-            self.collected.setdefault(obj, None)
-        for selection in select_set:
-            t = selection.traversal or self.names[selection.name or ""]
-            if not is_a(obj.type, t.type):
+        """Walk from `obj`, depth first, with a stack of its own: a chain of named TraversalSpecs can be thousands
+        deep, more than Python's recursion allows. An object is collected when any way that reaches it does not skip
+        it (another way may have reached it skipping, with the same selections: all empty ones are one tuple)."""
+        todo = [(obj, select_set, skip)]
+        while todo:
+            obj, select_set, skip = todo.pop()
+            if not skip:
+                self.collected.setdefault(obj, None)
+            key = (obj, id(select_set))
+            if key in self.walked:
                 continue
-            for child in await self.references(obj, t.path):
-                await self.visit(child, t.select_set, t.skip)
+            self.walked.add(key)
+            reached: list[tuple[MoRef, tuple[Selection, ...], bool]] = []
+            for selection in select_set:
+                t = selection.traversal or self.names[selection.name or ""]
+                if is_a(obj.type, t.type):
+                    reached += [(child, t.select_set, t.skip) for child in await self.references(obj, t.path)]
+            todo += reversed(reached)  # the first reached is walked first, as a recursive walk would
 
     async def references(self, obj: MoRef, path: str) -> list[MoRef]:
         """The objects property `path` of `obj` refers to (read once per walk: specs may name a path many times)."""

@@ -208,14 +208,16 @@ def xsi_type(e: Element) -> str | None:
     return None if value is None else value.rpartition(":")[2]
 
 
-def arg_text(e: Element, child: str | None = None) -> str:
-    """The text of `e`, or of its required child `child`."""
+def arg_text(e: Element, child: str | None = None, strip: bool = True) -> str:
+    """The text of `e`, or of its required child `child`; trimmed, unless `strip` is false (a credential: a password
+    may begin or end with a space)."""
     if child is not None:
         found = children(e, child)
         if not found:
             raise invalid_request(f"The element {local(e.tag)} has no {child}: it is required.")
         e = found[0]
-    return (e.text or "").strip()
+    text = e.text or ""
+    return text.strip() if strip else text
 
 
 def optional_text(e: Element, child: str) -> str | None:
