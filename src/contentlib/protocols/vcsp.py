@@ -40,6 +40,7 @@ class VcspApi:
             web.get(f"{base}/{{item_id}}/{ITEM_FILE}", self._with(self.item)),
             web.get(f"{base}/{{item_id}}/file/{{name:[^/]+}}", self._with(self.file)),
             web.get(f"{base}/{{item_id}}/{{name:[^/]+}}", self._with(self.file)),
+            web.get(rf"{base}/{{tail:[\s\S]*}}", self._with(self.unknown)),  # a 404 still after the credentials
         ]
 
     def _with(self, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -75,6 +76,9 @@ class VcspApi:
             return await send_bytes(request, f.data)
         assert f.blob_id is not None
         return await send_blob(request, self.blobs, f.blob_id, f.size)
+
+    async def unknown(self, request: web.Request, library: Row) -> web.StreamResponse:
+        raise errors.not_found("file", f"{request.match_info['tail']!r} of the feed of library {library['id']}")
 
 
 def _credentials(request: web.Request) -> tuple[str, str] | None:
