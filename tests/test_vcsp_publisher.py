@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -315,23 +316,44 @@ def test_basic_authentication_wants_the_user_vcsp_and_the_password(api: Api) -> 
     api.put_files(item, {"a.iso": b"secret bytes"})
     url = library_info(api, lib)["publish_info"]["publish_url"]
     good = Feed(url, VCSP)
+
+    def refused(r: requests.Response) -> None:
+        assert_error(r, 401, "UNAUTHENTICATED")
+        assert r.headers["WWW-Authenticate"] == 'Basic realm="vcsp"', r.headers
+        assert b"secret bytes" not in r.content
+        assert good.get().status_code == 200  # a success clears the failures counted (no slow answers here)
+
     hrefs = ["lib.json", "items.json", f"{item}/item.json", f"{item}/a.iso", f"{item}/file/a.iso", "nothing"]
-    wrong: list[Any] = [None, ("vcsp", "wrong"), ("admin", VCSP[1]), ("VCSP", VCSP[1]), ("vcsp", "")]
     for href in hrefs:
-        for auth in wrong:
-            r = Feed(url, auth).get(href)
-            assert_error(r, 401, "UNAUTHENTICATED")
-            assert r.headers["WWW-Authenticate"] == 'Basic realm="vcsp"', r.headers
-            assert b"secret bytes" not in r.content
-        for header in ("Bearer abc", "Basic !!!", "Basic " + "dmNzcA=="):  # not Basic; not base64; no ':'
-            r = Feed(url).get(href, headers={"Authorization": header})
-            assert r.status_code == 401 and r.headers["WWW-Authenticate"] == 'Basic realm="vcsp"'
+        refused(Feed(url).get(href))
+        refused(Feed(url, ("vcsp", "wrong")).get(href))
+    for auth in [("admin", VCSP[1]), ("VCSP", VCSP[1]), ("vcsp", ""), ("vcsp", VCSP[1].upper())]:
+        refused(Feed(url, auth).get())
+    for header in ("Bearer abc", "Basic !!!", "Basic dmNzcA=="):  # not Basic; not base64; no ':'
+        refused(Feed(url).get(headers={"Authorization": header}))
     assert good.get(f"{item}/a.iso").content == b"secret bytes"
-    assert good.get("nothing").status_code == 404
+    assert_error(good.get("nothing"), 404, "NOT_FOUND")
     assert [i["id"] for i in good.items().values()] == [f"urn:uuid:{item}"]
     open_feed = feed_of(api, api.create_library(publish_info=OPEN))
-    assert open_feed.get().status_code == 200  # NONE: no credentials needed
+    assert open_feed.get().status_code == 200  # NONE: no credentials needed, any accepted
     assert Feed(open_feed.url, ("anyone", "anything")).get().status_code == 200
+
+
+def test_wrong_passwords_in_a_row_are_answered_slowly(api: Api) -> None:
+    """Like failed logins (tests/test_auth.py): counted per library in the database, so every worker slows down
+    the next attempts after three; the right password still gets in and clears the count."""
+    lib = api.create_library(publish_info=BASIC)
+    url = library_info(api, lib)["publish_info"]["publish_url"]
+    took = []
+    for _ in range(6):
+        start = time.monotonic()
+        assert Feed(url, ("vcsp", "guess")).get().status_code == 401
+        took.append(time.monotonic() - start)
+    assert max(took[:3]) < 1.0 and took[3] >= 0.25 and took[5] >= 1.0, took  # then 0.25 s, 0.5 s, 1 s, 2 s, ...
+    assert Feed(url, VCSP).get().status_code == 200
+    start = time.monotonic()
+    assert Feed(url, ("vcsp", "guess")).get().status_code == 401
+    assert time.monotonic() - start < 2.0  # counted from one again (the 7th in a row would wait 4 s)
 
 
 def test_changing_the_password_needs_the_current_one(api: Api) -> None:

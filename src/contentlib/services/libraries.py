@@ -2,9 +2,10 @@
 (`.library.item.file`), and publishing them.
 
 Publishing (`local_library.publish`, `item.publish`) tells a published library's subscribers to synchronize. There
-are no subscriptions yet: a publish is counted (the library's and the item's `publish_version`, which the
-subscription feed reports so that subscribers see that something was published), and a subscription it names does
-not exist (INVALID_ARGUMENT, as the contract says for a subscription that is not valid).
+are no subscriptions yet: a publish is counted (the library's and the item's `publish_version`, which raise the
+versions of the library's VCSP feed, services/vcsp.py, so that subscribers see it on their next sync), and a
+subscription it names does not exist (INVALID_ARGUMENT, as the contract says for a subscription that is not valid).
+`publish_info` itself (its rules, the password kept hashed, `publish_url`) is services/publish_info.py's.
 """
 
 from __future__ import annotations

@@ -15,13 +15,15 @@ from counters kept in the database (the same in every worker and replica, and af
 etag (a number: vCenter reads it as a long) and generationNum are the item's content version, the same for every
 file of the item and raised by every change of its bytes, as the vCloud Director specification asks.
 
-An OVF item carries its descriptor and disks; the server keeps no manifest (vCenter does not either), so the feed
-adds one, `{descriptor name}.mf`, with the SHA-1 of every file as recorded when it was uploaded. An ISO item carries
-its one image.
+An OVF item carries its descriptor and disks; the server keeps no manifest after an upload, so the feed adds one,
+`{descriptor stem}.mf`, with the SHA-1 of every file as recorded when it was uploaded. An ISO item carries its one
+image.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -29,9 +31,12 @@ from urllib.parse import quote
 from contentlib import errors
 from contentlib.model import fmt_time
 from contentlib.services import ovf
+from contentlib.services.auth import _THROTTLE_AFTER, _THROTTLE_FORGET, throttle_delay
 from contentlib.services.core import Core, load_json
 from contentlib.services.publish_info import USER_NAME, verify
 from contentlib.storage.sql import Row
+
+log = logging.getLogger("contentlib.vcsp")
 
 VCSP_VERSION = "2"
 ITEM_FILE = "item.json"
@@ -80,12 +85,14 @@ def _href(item_id: str, name: str) -> str:
 
 class VcspFeed:
     def __init__(self, core: Core) -> None:
+        self.core = core
         self.store = core.store
 
     async def library(self, library_id: str, credentials: tuple[str, str] | None) -> Row:
         """The published library the feed is asked for: NOT_FOUND unless it is a local library whose
         `publish_info.published` is true (even to a caller with its password); with BASIC authentication,
-        UNAUTHENTICATED unless the caller sends the user `vcsp` and the library's publish password."""
+        UNAUTHENTICATED unless the caller sends the user `vcsp` and the library's publish password. Wrong passwords
+        are counted per library like failed logins (in the database) and, after a few in a row, answered slowly."""
         row = await self.store.get_library(library_id)
         info = {} if row is None else load_json(row["extra"]).get("publish_info") or {}
         if row is None or row["type"] != "LOCAL" or info.get("published") is not True:
@@ -96,11 +103,22 @@ class VcspFeed:
                     f"The library {library_id} is published with BASIC authentication: send the user "
                     f"'{USER_NAME}' and the library's password."
                 )
-            user, password = credentials
-            stored = row["publish_password"]
-            if user != USER_NAME or stored is None or not await verify(stored, password):
-                raise errors.unauthenticated(f"Wrong user name or password for the library {library_id}.")
+            await self._check_password(row, *credentials)
         return row
+
+    async def _check_password(self, library: Row, user: str, password: str) -> None:
+        key = f"vcsp:{library['id']}"
+        failures = await self.store.login_failures(key)
+        if failures is not None and (delay := throttle_delay(failures["count"], failures["last"], self.core.now())):
+            await asyncio.sleep(delay)
+        stored = library["publish_password"]
+        if user != USER_NAME or stored is None or not await verify(stored, password):
+            now = self.core.now()
+            if await self.store.record_login_failure(key, now, now - _THROTTLE_FORGET) == _THROTTLE_AFTER:
+                log.warning("wrong credentials for the VCSP feed of library %s: throttling its attempts", library["id"])
+            raise errors.unauthenticated(f"Wrong user name or password for the library {library['id']}.")
+        if failures is not None:
+            await self.store.clear_login_failures(key)
 
     async def lib_json(self, library: Row) -> dict[str, Any]:
         version = str(await self.store.feed_version(library["id"]))
