@@ -25,8 +25,16 @@ from urllib.parse import urljoin
 
 import pytest
 import requests
+from com.vmware.content.library_client import PublishInfo
+from com.vmware.content_client import LibraryModel
 from conftest import ADMIN_PASSWORD, ADMIN_USER, Api, ServerProcess, assert_error
 from ovfkit import build_package, disk_bytes
+from test_jsonrpc_sdk import connect
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+]
 
 LL = "/api/content/local-library"
 ITEM = "/api/content/library/item"
@@ -185,8 +193,6 @@ def test_a_publish_info_against_the_rules_is_invalid_argument(api: Api, publish_
 def test_the_password_is_never_returned_on_any_dialect(make_server: Callable[..., ServerProcess]) -> None:
     """get on /api, on the legacy /rest and through the official SDK's JSON-RPC: no password, no hash, no member
     named password or current_password, and the SDK decodes publish_url as the URI it is typed."""
-    from test_jsonrpc_sdk import connect
-
     srv = make_server(http=False)
     api = Api(srv.base)
     lib = api.create_library(publish_info=BASIC)
@@ -208,12 +214,17 @@ def test_the_password_is_never_returned_on_any_dialect(make_server: Callable[...
     client = connect(srv)
     try:
         info = client.content.LocalLibrary.get(lib).publish_info
+        assert (info.password, info.current_password, info.user_name) == (None, None, "vcsp")
+        assert info.publish_url == f"{srv.base}/cls/vcsp/lib/{lib}/lib.json"
+        # the SDK sends the secrets of an update (typed `secret`) as the REST body does
+        change = PublishInfo(password="third-Pa55", current_password="second-Pa55")
+        client.content.LocalLibrary.update(lib, LibraryModel(publish_info=change))
+        assert client.content.LocalLibrary.get(lib).publish_info.password is None
     finally:
         client.session.close()
-    assert (info.password, info.current_password, info.user_name) == (None, None, "vcsp")
-    assert info.publish_url == f"{srv.base}/cls/vcsp/lib/{lib}/lib.json"
-    feed = feed_of(api, lib, ("vcsp", "second-Pa55"))
+    feed = feed_of(api, lib, ("vcsp", "third-Pa55"))
     assert feed.get().status_code == 200  # over HTTPS, the feed a vCenter reads
+    assert Feed(feed.url, ("vcsp", "second-Pa55")).get().status_code == 401
 
 
 def test_publish_url_names_the_public_url(make_server: Callable[..., ServerProcess]) -> None:
