@@ -251,6 +251,11 @@ def test_the_feed_of_iso_and_ovf_items_and_their_bytes(api: Api, published: tupl
     api.put_files(other, {"a.txt": b"alpha", "item.json": b'{"not": "the descriptor"}'})
     empty = api.create_item(lib, name="empty")
     check_lib_json(feed.json(), lib, name)
+    for href in ("lib.json", "items.json", f"{iso}/item.json"):
+        head = feed.http.head(urljoin(feed.url, href), timeout=30)
+        assert head.status_code == 200 and head.content == b"", href
+        assert int(head.headers["Content-Length"]) == len(feed.get(href).content)
+        assert head.headers["Content-Type"].startswith("application/json")
 
     items = feed.items()
     assert list(items) == ["ubuntu", "appliance", "notes", "empty"]  # in creation order
