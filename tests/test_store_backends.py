@@ -589,6 +589,59 @@ def test_publish_versions_count_per_library_and_item(backend: Backend) -> None:
     backend.run(body)
 
 
+def test_feed_version_grows_with_every_change_and_never_falls(backend: Backend) -> None:
+    """Store.feed_version (a published library's lib.json `version`): every counter it sums only grows, and a
+    removed item's share moves to the library (count_removed_item), so the version grows when an item goes too.
+    feed_items reads items with their files in one statement."""
+
+    async def body(store: SqlStore) -> None:
+        lib, item = await make_item(store)
+        seen = [await store.feed_version(lib)]
+
+        async def grew() -> None:
+            seen.append(await store.feed_version(lib))
+            assert seen[-1] > seen[-2], seen
+            assert type(seen[-1]) is int
+
+        assert seen[0] == 1 + 1 + 1  # library version 1, the item's version and content version 1
+        assert await store.feed_version(new_id()) == 0
+        await store.update_item(item, {"content_version": 2})
+        await grew()
+        await store.update_library(lib, {"version": 2})
+        await grew()
+        await store.bump_publish_version("library", lib)
+        await grew()
+        await store.bump_publish_version("item", item)
+        await grew()
+        other = item_row(lib)
+        assert await store.insert_item(other) is None
+        await grew()
+        await store.put_item_file(item_file_row(other["id"], "b.vmdk", 7, blob_id="disk-b"))
+        await store.put_item_file(item_file_row(other["id"], "a.ovf", 5, blob_id="ovf-a"))
+        rows = await store.feed_items(lib)
+        assert [(r["id"], r["file_name"]) for r in rows] == [
+            (item, None),
+            (other["id"], "a.ovf"),
+            (other["id"], "b.vmdk"),
+        ]
+        assert [(r["file_size"], r["file_blob"]) for r in rows[1:]] == [(5, "ovf-a"), (7, "disk-b")]
+        assert [r["file_name"] for r in await store.feed_items(lib, item)] == [None]
+        assert await store.feed_items(lib, new_id()) == []
+        async with store.transaction():
+            await store.count_removed_item(item)
+            await store.delete_item(item)
+        await grew()
+        await store.count_removed_item(new_id())  # no such item: nothing counted, nothing fails
+        assert await store.feed_version(lib) == seen[-1]
+        async with store.transaction():
+            await store.count_removed_item(other["id"])
+            await store.delete_item(other["id"])
+        await grew()
+        assert await store.feed_items(lib) == []
+
+    backend.run(body)
+
+
 def test_item_changes_are_kept_per_version_and_deleted_with_the_item(backend: Backend) -> None:
     async def body(store: SqlStore) -> None:
         _, item = await make_item(store)
@@ -1282,9 +1335,19 @@ def test_blob_delete_orphans_respects_the_grace_period(run_blobs: Callable[..., 
 
 
 # -- schema migrations -----------------------------------------------------------------------------------------------
+def version_5_statements(real: str, integer: str) -> list[str]:
+    """The schema of version 5: today's, without what migration 6 adds (the VCSP feed's columns of libraries)."""
+    statements = schema_statements(real, integer)
+    i = next(i for i, s in enumerate(statements) if s.startswith("CREATE TABLE libraries "))
+    added = f",\n    feed_removed {integer} NOT NULL DEFAULT 0,\n    publish_password TEXT"
+    assert added in statements[i]
+    statements[i] = statements[i].replace(added, "")
+    return statements
+
+
 def version_4_statements(real: str, integer: str) -> list[str]:
-    """The schema of version 4: today's, without what migration 5 adds (the login_failures table)."""
-    return [s for s in schema_statements(real, integer) if not s.startswith("CREATE TABLE login_failures")]
+    """The schema of version 4: version 5's, without what migration 5 adds (the login_failures table)."""
+    return [s for s in version_5_statements(real, integer) if not s.startswith("CREATE TABLE login_failures")]
 
 
 def version_3_statements(real: str, integer: str) -> list[str]:
@@ -1320,9 +1383,13 @@ def old_database(kind: str, tmp_path: Path, version: int, rows: list[str]) -> tu
     """A database of schema `version` holding `rows` (INSERT statements); a Backend that opens it, and the
     PostgreSQL URL to drop afterwards."""
     real, integer = ("REAL", "INTEGER") if kind == "sqlite" else ("DOUBLE PRECISION", "BIGINT")
-    older = {1: version_1_statements, 2: version_2_statements, 3: version_3_statements, 4: version_4_statements}[
-        version
-    ]
+    older = {
+        1: version_1_statements,
+        2: version_2_statements,
+        3: version_3_statements,
+        4: version_4_statements,
+        5: version_5_statements,
+    }[version]
     statements = older(real, integer) + rows
     if kind == "sqlite":
         import sqlite3
@@ -1461,6 +1528,43 @@ def test_a_version_4_database_is_migrated(kind: str, tmp_path: Path) -> None:
         assert await store.forget_login_failures(before=50.0) == 0
         await store.clear_login_failures("admin")
         assert await store.login_failures("admin") is None
+
+    try:
+        backend.run(body)
+        backend.run(reopened)
+    finally:
+        if url:
+            pg_drop_database(url)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_a_version_5_database_is_migrated(kind: str, tmp_path: Path) -> None:
+    """A database written before the VCSP feed opens with its libraries intact, nothing counted for removed items
+    and no publish password (a BASIC library needs one set); the feed version works at once (and grows when an
+    item goes), a password hash can be kept, and the migration runs once."""
+    rows = [
+        "INSERT INTO libraries (id, name, description, type, storage_backings, extra, version, created, modified, "
+        "publish_version) VALUES ('lib-1', 'old', '', 'LOCAL', '[]', "
+        '\'{"publish_info": {"published": true, "authentication_method": "BASIC"}}\', 3, 1, 2, 4)',
+        "INSERT INTO items (id, library_id, name, description, type, source_id, version, metadata_version, "
+        "content_version, created, modified, publish_version) "
+        "VALUES ('item-1', 'lib-1', 'disk', '', NULL, NULL, 2, 2, 5, 1, 2, 1)",
+    ]
+    backend, url = old_database(kind, tmp_path, 5, rows)
+
+    async def body(store: SqlStore) -> None:
+        lib = await store.get_library("lib-1")
+        assert lib is not None and (lib["feed_removed"], lib["publish_password"]) == (0, None)
+        assert await store.feed_version("lib-1") == 3 + 4 + (2 + 5 + 1)
+        async with store.transaction():
+            await store.count_removed_item("item-1")
+            await store.delete_item("item-1")
+        assert await store.feed_version("lib-1") == 3 + 4 + (2 + 5 + 1) + 1
+        await store.update_library("lib-1", {"publish_password": "$argon2id$hash"})
+
+    async def reopened(store: SqlStore) -> None:  # migrated once: adding the columns again would fail
+        lib = await store.get_library("lib-1")
+        assert lib is not None and (lib["feed_removed"], lib["publish_password"]) == (9, "$argon2id$hash")
 
     try:
         backend.run(body)

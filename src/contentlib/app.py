@@ -23,6 +23,7 @@ from contentlib.protocols.jsonrpc import JsonRpcApi
 from contentlib.protocols.legacy_rest import LegacyRestApi
 from contentlib.protocols.rest import RestApi
 from contentlib.protocols.soap import SoapApi
+from contentlib.protocols.vcsp import VcspApi
 from contentlib.services.auth import Auth
 from contentlib.services.configuration import Configuration
 from contentlib.services.core import Core, check_text
@@ -32,6 +33,7 @@ from contentlib.services.item_content import ItemContent
 from contentlib.services.libraries import Libraries
 from contentlib.services.trusted_certificates import TrustedCertificates
 from contentlib.services.update_sessions import UpdateSessions
+from contentlib.services.vcsp import VcspFeed
 from contentlib.storage import open_blobs, open_store
 from contentlib.storage.blobs import BlobStore
 from contentlib.storage.sql import SqlStore
@@ -63,6 +65,7 @@ class App:
         self.legacy_rest = LegacyRestApi(self)
         self.soap = SoapApi(self)
         self.data = DataPlane(self.update_sessions.transfers, self.download_sessions, blobs)
+        self.vcsp = VcspApi(VcspFeed(self.core), blobs)
         self._proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
         self._background: list[asyncio.Task[None]] = []  # the sweeper and the transfer watchdog
         self._last_gc = 0.0
@@ -103,6 +106,7 @@ class App:
             [
                 web.post("/api", self.jsonrpc.handle),
                 *self.data.routes(),
+                *self.vcsp.routes(),
                 web.route("*", r"/api/{tail:[\s\S]*}", self.rest.handle),
                 web.route("*", "/api", self.rest.handle),
                 web.route("*", r"/rest/{tail:[\s\S]*}", self.legacy_rest.handle),

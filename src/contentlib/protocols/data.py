@@ -8,6 +8,9 @@ to get the URL.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
 from aiohttp import web
 
 from contentlib import errors
@@ -59,25 +62,50 @@ class DataPlane:
             return _error(e)
         except Exception:
             return _error(internal(request))
-        span = _span(request, size)
-        if span is None:
-            # aiohttp would answer this one chunked; clients expect a plain, sized 416.
-            return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
-        path = self.blobs.local_path(blob_id)
-        if path is not None:  # sendfile, ranges and HEAD by aiohttp
-            return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
-        start, end = span
-        headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes"}
-        if "Range" in request.headers and _parsed_range(request) is not None:
-            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-        response = web.StreamResponse(status=206 if "Content-Range" in headers else 200, headers=headers)
-        response.content_length = end - start
-        await response.prepare(request)
-        if request.method != "HEAD":
-            async for chunk in self.blobs.read(blob_id, start, end):
-                await response.write(chunk)
-        await response.write_eof()
-        return response
+        return await send_blob(request, self.blobs, blob_id, size)
+
+
+async def send_blob(request: web.Request, blobs: BlobStore, blob_id: str, size: int) -> web.StreamResponse:
+    """A blob's bytes, or the part a Range header asks for (206; 416 when none of it exists); HEAD too."""
+    path = blobs.local_path(blob_id)
+
+    async def read(start: int, end: int) -> AsyncIterator[bytes]:
+        async for chunk in blobs.read(blob_id, start, end):
+            yield chunk
+
+    return await send_content(request, size, read, path)
+
+
+async def send_bytes(request: web.Request, data: bytes) -> web.StreamResponse:
+    """Bytes made in memory (a small generated file), served like a blob."""
+
+    async def read(start: int, end: int) -> AsyncIterator[bytes]:
+        yield data[start:end]
+
+    return await send_content(request, len(data), read)
+
+
+async def send_content(
+    request: web.Request, size: int, read: Callable[[int, int], AsyncIterator[bytes]], path: Path | None = None
+) -> web.StreamResponse:
+    span = _span(request, size)
+    if span is None:
+        # aiohttp would answer this one chunked; clients expect a plain, sized 416.
+        return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
+    if path is not None:  # sendfile, ranges and HEAD by aiohttp
+        return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
+    start, end = span
+    headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes"}
+    if "Range" in request.headers and _parsed_range(request) is not None:
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    response = web.StreamResponse(status=206 if "Content-Range" in headers else 200, headers=headers)
+    response.content_length = end - start
+    await response.prepare(request)
+    if request.method != "HEAD":
+        async for chunk in read(start, end):
+            await response.write(chunk)
+    await response.write_eof()
+    return response
 
 
 def _parsed_range(request: web.Request) -> slice | None:

@@ -2,9 +2,10 @@
 (`.library.item.file`), and publishing them.
 
 Publishing (`local_library.publish`, `item.publish`) tells a published library's subscribers to synchronize. There
-are no subscriptions yet: a publish is counted (the library's and the item's `publish_version`, which the
-subscription feed reports so that subscribers see that something was published), and a subscription it names does
-not exist (INVALID_ARGUMENT, as the contract says for a subscription that is not valid).
+are no subscriptions yet: a publish is counted (the library's and the item's `publish_version`, which raise the
+versions of the library's VCSP feed, services/vcsp.py, so that subscribers see it on their next sync), and a
+subscription it names does not exist (INVALID_ARGUMENT, as the contract says for a subscription that is not valid).
+`publish_info` itself (its rules, the password kept hashed, `publish_url`) is services/publish_info.py's.
 """
 
 from __future__ import annotations
@@ -22,18 +23,20 @@ from contentlib.model import (
     fmt_time,
     to_builtins,
 )
+from contentlib.services import publish_info
 from contentlib.services.catalog import POLICY_IDS
 from contentlib.services.core import Core, Ctx, check_client_token, check_uri, load_json
 from contentlib.services.datastores import Datastores
 from contentlib.storage.sql import Row, TokenTaken, dumps
 
-_LIBRARY_EXTRA = ("optimization_info", "publish_info", "subscription_info", "security_policy_id", "configuration_info")
-_SECRETS = ("password", "current_password")  # write-only members of publish_info / subscription_info
+# publish_info is kept apart (services/publish_info.py): it has rules of its own and a password kept hashed.
+_LIBRARY_EXTRA = ("optimization_info", "subscription_info", "security_policy_id", "configuration_info")
+_SECRETS = ("password", "current_password")  # write-only members of subscription_info
 _ITEM_NAME_MAX = 80
 _DESCRIPTION_MAX = 2000
 
 
-_URIS = {"publish_info": "publish_url", "subscription_info": "subscription_url"}  # returned: must be URIs
+_URIS = {"subscription_info": "subscription_url"}  # returned: must be URIs
 
 
 def _extra(spec: LibraryModel, field: str) -> dict[str, Any]:
@@ -107,7 +110,7 @@ class Libraries:
         self.server_guid = guid
 
     # -- rendering -------------------------------------------------------------------------------------------
-    def library_model(self, row: Row) -> dict[str, Any]:
+    def library_model(self, row: Row, base_url: str) -> dict[str, Any]:
         model: dict[str, Any] = {
             "id": row["id"],
             "name": row["name"],
@@ -120,7 +123,11 @@ class Libraries:
             "server_guid": self.server_guid,
             "state_info": {"state": "ACTIVE"},
         }
-        model.update(load_json(row["extra"]))
+        extra = load_json(row["extra"])
+        info = publish_info.render(extra.pop("publish_info", None), row["id"], base_url)
+        model.update(extra)
+        if info is not None:
+            model["publish_info"] = info
         return model
 
     # -- libraries -----------------------------------------------------------------------------------------
@@ -157,6 +164,9 @@ class Libraries:
         _check_policy(create_spec, "create_spec")
         now = self.core.now()
         extra = _extra(create_spec, "create_spec")
+        published = await publish_info.for_create(create_spec.publish_info)
+        if published is not None:
+            extra["publish_info"] = published.info
         lid = self.core.new_id()
         try:
             await self.store.insert_library(
@@ -171,6 +181,7 @@ class Libraries:
                     "created": now,
                     "modified": now,
                     "client_token": token,
+                    "publish_password": None if published is None else published.password_hash,
                 }
             )
         except TokenTaken:
@@ -181,7 +192,7 @@ class Libraries:
 
     async def get(self, ctx: Ctx, library_id: str, local_only: bool = False) -> dict[str, Any]:
         row = await self.library(library_id, local_only)
-        return self.library_model(row)
+        return self.library_model(row, ctx.base_url)
 
     async def list_all(self, ctx: Ctx, local_only: bool = False) -> list[str]:
         return [r["id"] for r in await self.store.list_libraries("LOCAL" if local_only else None)]
@@ -202,6 +213,13 @@ class Libraries:
         return found
 
     async def update(self, ctx: Ctx, library_id: str, update_spec: LibraryModel, local_only: bool = False) -> None:
+        publishing, before_info = None, None
+        if update_spec.publish_info is not None:  # checked first: argon2 must not run inside the transaction
+            before = await self.library(library_id, local_only)
+            before_info = load_json(before["extra"]).get("publish_info")
+            publishing = await publish_info.for_update(
+                before_info, before["publish_password"], update_spec.publish_info
+            )
         async with self.store.transaction():
             row = await self.library(library_id, local_only)
             if update_spec.version is not None and update_spec.version != str(row["version"]):
@@ -223,6 +241,13 @@ class Libraries:
             extra = load_json(row["extra"]) | _extra(update_spec, "update_spec")
             if update_spec.unset_security_policy_id:
                 extra.pop("security_policy_id", None)
+            if publishing is not None:
+                if (extra.get("publish_info"), row["publish_password"]) != (before_info, publishing.checked_hash):
+                    raise errors.concurrent_change(
+                        f"The publish_info of the library {library_id} was changed concurrently; try again."
+                    )
+                extra["publish_info"] = publishing.info
+                fields["publish_password"] = publishing.password_hash
             fields["extra"] = dumps(extra)
             fields["version"] = row["version"] + 1
             fields["modified"] = self.core.now()
@@ -432,6 +457,7 @@ class Libraries:
         async with self.store.transaction():
             await self.item(library_item_id)
             await self._check_no_active_session(library_item_id)
+            await self.store.count_removed_item(library_item_id)  # the library's feed version must grow
             blobs = await self.store.delete_item(library_item_id)
         await self.core.discard_blobs(blobs)
 

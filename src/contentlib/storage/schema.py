@@ -8,7 +8,7 @@ from typing import Any
 
 Row = dict[str, Any]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE users (
@@ -40,7 +40,9 @@ CREATE TABLE libraries (
     created {real} NOT NULL,
     modified {real} NOT NULL,
     client_token TEXT UNIQUE,
-    publish_version {int} NOT NULL DEFAULT 0
+    publish_version {int} NOT NULL DEFAULT 0,
+    feed_removed {int} NOT NULL DEFAULT 0,
+    publish_password TEXT
 );
 CREATE TABLE items (
     id TEXT PRIMARY KEY,
@@ -207,6 +209,14 @@ MIGRATIONS: dict[int, str] = {
     ),
     # Failed logins in a row per user name (lower case), shared by every worker and replica.
     5: "CREATE TABLE login_failures (name TEXT PRIMARY KEY, count {int} NOT NULL, last {real} NOT NULL)",
+    # The VCSP feed of a published library: what removed items counted towards its version (which must never go
+    # down), and the argon2 hash of its publish password (none was kept before: a BASIC library needs one set).
+    6: ";".join(
+        [
+            "ALTER TABLE libraries ADD COLUMN feed_removed {int} NOT NULL DEFAULT 0",
+            "ALTER TABLE libraries ADD COLUMN publish_password TEXT",
+        ]
+    ),
 }
 
 

@@ -228,6 +228,44 @@ class SqlStore:
         row = await self._one(f"SELECT publish_version FROM {table} WHERE id=?", (object_id,))
         return 0 if row is None else int(row["publish_version"])
 
+    # -- the VCSP feed of a published library ------------------------------------------------------------------------
+    async def feed_version(self, library_id: str) -> int:
+        """The version of the library's VCSP feed (lib.json `version`; 0: no such library). It is a sum of counters
+        that only grow: the library's metadata version and publish count, what its removed items counted
+        (`feed_removed`), and every item's metadata, content and publish versions. Every change a subscriber must
+        see raises one of them, in the transaction that makes the change, so the sum grows with every change, in
+        every worker and replica alike, and no row has to be locked by every write to the library's items."""
+        row = await self._one(
+            "SELECT CAST(l.version + l.publish_version + l.feed_removed + COALESCE((SELECT SUM(i.version + "
+            "i.content_version + i.publish_version) FROM items i WHERE i.library_id=l.id), 0) AS BIGINT) AS v "
+            "FROM libraries l WHERE l.id=?",
+            (library_id,),
+        )
+        return 0 if row is None else int(row["v"])
+
+    async def count_removed_item(self, item_id: str) -> None:
+        """Before an item is deleted: its library keeps what the item counted towards the feed version, plus one,
+        so that the version grows when an item goes (call it in the deleting transaction, before delete_item)."""
+        await self._exec(
+            "UPDATE libraries SET feed_removed = feed_removed + 1 + "
+            "(SELECT version + content_version + publish_version FROM items WHERE id=?) "
+            "WHERE id=(SELECT library_id FROM items WHERE id=?)",
+            (item_id, item_id),
+        )
+
+    async def feed_items(self, library_id: str, item_id: str | None = None) -> list[Row]:
+        """The library's items (or the one `item_id`) with their files, read in one statement, hence one snapshot:
+        an item is never listed with the files of another of its versions. One row per file (file_* None for an
+        item without files), by item creation, then file name."""
+        sql = (
+            "SELECT i.id, i.name, i.description, i.type, i.version, i.content_version, i.publish_version, i.created, "
+            "f.name AS file_name, f.size AS file_size, f.sha1 AS file_sha1, f.blob_id AS file_blob "
+            "FROM items i LEFT JOIN item_files f ON f.item_id=i.id WHERE i.library_id=?"
+        )
+        if item_id is None:
+            return await self._all(sql + " ORDER BY i.created, i.id, f.name", (library_id,))
+        return await self._all(sql + " AND i.id=? ORDER BY f.name", (library_id, item_id))
+
     # -- items ----------------------------------------------------------------------------------------------
     async def insert_item(self, row: Row) -> str | None:
         """Insert; on a name clash in the library return 'name', on a reused client token 'token'."""
