@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,7 @@ class WrkResult:
     max: float
     requests: int
     errors: str
+    output: str = ""  # what wrk printed (a script's done() adds its own lines)
 
 
 def ensure_wrk() -> str | None:
@@ -58,8 +60,16 @@ def ensure_wrk() -> str | None:
     return shutil.which("wrk")
 
 
-def run_wrk(wrk: str, url: str, session_id: str, secs: int, conns: int = 50, script: Path | None = None) -> WrkResult:
-    cmd = [wrk, "-t1", f"-c{conns}", f"-d{secs}s", "--latency", "--timeout", "10s"]
+def run_wrk(
+    wrk: str,
+    url: str,
+    session_id: str,
+    secs: int,
+    conns: int = 50,
+    script: Path | None = None,
+    threads: int = 1,
+) -> WrkResult:
+    cmd = [wrk, f"-t{threads}", f"-c{conns}", f"-d{secs}s", "--latency", "--timeout", "10s"]
     if script is not None:
         cmd += ["-s", str(script)]
     cmd += ["-H", f"{SESSION_HEADER}: {session_id}", url]
@@ -67,7 +77,10 @@ def run_wrk(wrk: str, url: str, session_id: str, secs: int, conns: int = 50, scr
     out = r.stdout
     if r.returncode != 0 or "Requests/sec" not in out:
         raise BenchError(f"wrk failed ({r.returncode}): {out} {r.stderr}")
-    lat = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)$", out, re.M))
+    # wrk pads a value with one letter of unit ("1.02s") with a trailing space
+    lat = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)\s*$", out, re.M))
+    if "50" not in lat or "99" not in lat:
+        raise BenchError(f"wrk printed no latency distribution: {out} {r.stderr}")
     mx = re.search(r"^\s+Latency\s+\S+\s+\S+\s+(\S+)", out, re.M)
     reqs = re.search(r"(\d+) requests in", out)
     errors = []
@@ -82,6 +95,7 @@ def run_wrk(wrk: str, url: str, session_id: str, secs: int, conns: int = 50, scr
         max=_ms(mx.group(1)) if mx else float("nan"),
         requests=int(reqs.group(1)) if reqs else 0,
         errors="; ".join(errors),
+        output=out,
     )
 
 
@@ -125,6 +139,43 @@ class BackgroundUploads:
         return covered / (w1 - w0)
 
 
+@dataclass
+class Loaded:
+    """A measurement taken while 1 GiB uploads ran back to back: its wrk result, the server's CPU over it, the
+    uploads, and the share of the wrk window they covered."""
+
+    wrk: WrkResult
+    meter: Meter
+    uploads: BackgroundUploads
+    coverage: float
+
+    @property
+    def upload_rates(self) -> list[float]:
+        """MB/s of each upload."""
+        return [n / (b - a) / 1e6 for a, b, n in self.uploads.intervals]
+
+
+def during_uploads(
+    srv: Server, api: Api, lib: str, src: Source, work: Path, measure: Callable[[], WrkResult]
+) -> Loaded:
+    """Run `measure` (a wrk run) while the source is uploaded back to back into `lib` (one session each)."""
+    bg = BackgroundUploads(srv, api, lib, src, work)
+    th = threading.Thread(target=bg.run, daemon=True)
+    th.start()
+    bg.started.wait(120)
+    time.sleep(0.2)  # let the upload get going
+    w0 = time.monotonic()
+    m = Meter(srv.pid)
+    result = measure()
+    m.stop()
+    w1 = time.monotonic()
+    bg.stop.set()
+    th.join()
+    if bg.errors:
+        raise BenchError("background upload: " + "; ".join(bg.errors))
+    return Loaded(result, m, bg, bg.coverage(w0, w1))
+
+
 def bench_api(cfg: Config, srv: Server, api: Api, lib: str, src: Source, work: Path, rep: Report) -> None:
     wrk = ensure_wrk()
     if wrk is None:
@@ -141,22 +192,9 @@ def bench_api(cfg: Config, srv: Server, api: Api, lib: str, src: Source, work: P
     m.stop()
     alone_cores, alone_other = m.server / m.wall, m.other / m.wall
 
-    bg = BackgroundUploads(srv, api, lib, src, work)
-    th = threading.Thread(target=bg.run, daemon=True)
-    th.start()
-    bg.started.wait(120)
-    time.sleep(0.2)  # let the upload get going
-    w0 = time.monotonic()
-    m = Meter(srv.pid)
-    during = run_wrk(wrk, url, api.session_id, cfg.wrk_secs)
-    m.stop()
-    w1 = time.monotonic()
-    bg.stop.set()
-    th.join()
-    if bg.errors:
-        raise BenchError("background upload: " + "; ".join(bg.errors))
-    cov = bg.coverage(w0, w1)
-    up_rates = [n / (b - a) / 1e6 for a, b, n in bg.intervals]
+    loaded = during_uploads(srv, api, lib, src, work, lambda: run_wrk(wrk, url, api.session_id, cfg.wrk_secs))
+    during, m, bg, cov = loaded.wrk, loaded.meter, loaded.uploads, loaded.coverage
+    up_rates = loaded.upload_rates
     wrk_cmd = f"wrk -t1 -c50 -d{cfg.wrk_secs}s --latency"
     rows = [
         [

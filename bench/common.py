@@ -41,6 +41,10 @@ class BenchError(Exception):
 # configuration
 
 
+# The sections in the order they run: `--only` takes these names or their numbers (1-9).
+SECTIONS = ("limits", "upload", "api", "cycles", "ova", "jsonrpc", "scaleout", "govc", "peer")
+
+
 @dataclass
 class Config:
     runs: int
@@ -49,6 +53,7 @@ class Config:
     ova: bool
     scaleout: bool
     govc: bool
+    peer: bool
     pg_url: str
     s3_endpoint: str
     hash_bytes: int
@@ -61,6 +66,12 @@ class Config:
     warmup: bool
     parent: Path | None
     out: Path
+    only: frozenset[str] = frozenset()  # the sections `--only` names; empty: all of them
+
+    def wants(self, section: str) -> bool:
+        """Whether a section runs: named by `--only` (or no `--only`), and not switched off by its `--no-...`."""
+        off = {"ova": not self.ova, "scaleout": not self.scaleout, "govc": not self.govc, "peer": not self.peer}
+        return (not self.only or section in self.only) and not off.get(section, False)
 
 
 # --------------------------------------------------------------------------------------------------------

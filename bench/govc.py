@@ -140,11 +140,12 @@ def make_payloads(src: Source, work: Path) -> dict[str, Payload]:
 
 
 class Vcsim:
-    """`vcsim -l 127.0.0.1:PORT` (TLS by default), with TMPDIR in the work dir: its datastore LocalDS_0 (a temp dir)
-    is on the same file system as contentlib's data dir, and goes away with the work dir."""
+    """`vcsim -l 127.0.0.1:PORT` (TLS, or plain HTTP with `tls=False`), with TMPDIR in the work dir: its datastore
+    LocalDS_0 (a temp dir) is on the same file system as contentlib's data dir, and goes away with the work dir."""
 
-    def __init__(self, binary: Path, workdir: Path) -> None:
+    def __init__(self, binary: Path, workdir: Path, tls: bool = True) -> None:
         self.binary = binary
+        self.tls = tls  # False: plain HTTP (`-tls=false`)
         self.tmp = workdir / "tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.log_path = workdir / "vcsim.log"
@@ -158,7 +159,7 @@ class Vcsim:
 
     def start(self, timeout: float = 60.0) -> None:
         env = {**os.environ, "TMPDIR": str(self.tmp)}
-        cmd = [str(self.binary), "-l", f"127.0.0.1:{self.port}"]
+        cmd = [str(self.binary), "-l", f"127.0.0.1:{self.port}", *([] if self.tls else ["-tls=false"])]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True

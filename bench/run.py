@@ -1,18 +1,19 @@
 #!/usr/bin/env python3
 """contentlib benchmark: machine limits, upload, API GET rate, cycle rate, OVA vs plain upload, REST vs JSON-RPC,
-PostgreSQL + S3 next to SQLite + disk, govc library.import against vcsim 0.24.2.
+PostgreSQL + S3 next to SQLite + disk, govc library.import against vcsim 0.24.2, the API request rate against vcsim
+0.24.2.
 
 Starts its own `python -m contentlib serve --http` on a free loopback port with a temporary data dir,
 measures, prints Markdown tables next to the targets of issues 2-5 and the vcsim reference figures, writes
 them to bench/results/latest.md (bench/results/quick.md with --quick), and deletes the data dir.
 
-    .venv/bin/python bench/run.py [--runs N] [--no-10g] [--no-ova] [--no-scaleout] [--no-govc] [--quick]
-                                  [--dir PARENT] [--out FILE] [--pg URL] [--s3 URL]
+    .venv/bin/python bench/run.py [--runs N] [--no-10g] [--no-ova] [--no-scaleout] [--no-govc] [--no-peer]
+                                  [--only SECTION,...] [--quick] [--dir PARENT] [--out FILE] [--pg URL] [--s3 URL]
 
 Needs curl and wrk (wrk is installed with `apt-get install -y wrk` when missing and running as root). Section 7
 needs PostgreSQL and an S3 server: the local ones are started with scripts/ensure-postgres.sh and
-scripts/ensure-seaweedfs.sh when they are not running (and stopped again afterwards). Section 8 needs govc and
-vcsim 0.24.2, built (once, then cached) by scripts/build-govmomi.sh.
+scripts/ensure-seaweedfs.sh when they are not running (and stopped again afterwards). Sections 8 and 9 need govc
+and vcsim 0.24.2, built (once, then cached) by scripts/build-govmomi.sh.
 """
 
 from __future__ import annotations
@@ -29,12 +30,25 @@ if not __package__:  # run as a script (`python bench/run.py`): import the secti
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bench.api_rate import bench_api, ensure_wrk
-from bench.common import DEFAULT_PG, DEFAULT_S3, RESULTS, BenchError, Config, GiB, MiB, Report, header, human
+from bench.common import (
+    DEFAULT_PG,
+    DEFAULT_S3,
+    RESULTS,
+    SECTIONS,
+    BenchError,
+    Config,
+    GiB,
+    MiB,
+    Report,
+    header,
+    human,
+)
 from bench.cycles import bench_cycles
 from bench.govc import GOVMOMI_VERSION, bench_govc
 from bench.jsonrpc import bench_jsonrpc
 from bench.limits import bench_limits
 from bench.ova import bench_ova
+from bench.peer import bench_peer
 from bench.scaleout import bench_scaleout
 from bench.server import Api, Server
 from bench.upload import bench_upload, make_source
@@ -50,6 +64,18 @@ def parse_args(argv: list[str] | None = None) -> Config:
         "--no-govc",
         action="store_true",
         help=f"skip govc library.import against contentlib and vcsim {GOVMOMI_VERSION}",
+    )
+    p.add_argument(
+        "--no-peer",
+        action="store_true",
+        help=f"skip the API request rate against vcsim {GOVMOMI_VERSION} (section 9)",
+    )
+    p.add_argument(
+        "--only",
+        default="",
+        metavar="SECTION,...",
+        help="run only these sections, by name or number: "
+        + ", ".join(f"{i} {name}" for i, name in enumerate(SECTIONS, 1)),
     )
     p.add_argument(
         "--pg",
@@ -72,6 +98,13 @@ def parse_args(argv: list[str] | None = None) -> Config:
     runs = a.runs if a.runs is not None else (1 if a.quick else 3)
     if runs < 1:
         p.error("--runs must be >= 1")
+    only = set()
+    for word in filter(None, (w.strip() for w in a.only.split(","))):
+        if word.isdigit() and 1 <= int(word) <= len(SECTIONS):
+            word = SECTIONS[int(word) - 1]
+        if word not in SECTIONS:
+            p.error(f"--only: no section {word!r} (sections: {', '.join(SECTIONS)}, or 1-{len(SECTIONS)})")
+        only.add(word)
     if a.quick:
         return Config(
             runs=runs,
@@ -80,6 +113,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
             ova=not a.no_ova,
             scaleout=not a.no_scaleout,
             govc=not a.no_govc,
+            peer=not a.no_peer,
             pg_url=a.pg.rstrip("/"),
             s3_endpoint=a.s3.rstrip("/"),
             hash_bytes=64 * MiB,
@@ -92,6 +126,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
             warmup=False,
             parent=a.dir,
             out=a.out or RESULTS / "quick.md",
+            only=frozenset(only),
         )
     return Config(
         runs=runs,
@@ -100,6 +135,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         ova=not a.no_ova,
         scaleout=not a.no_scaleout,
         govc=not a.no_govc,
+        peer=not a.no_peer,
         pg_url=a.pg.rstrip("/"),
         s3_endpoint=a.s3.rstrip("/"),
         hash_bytes=GiB,
@@ -112,6 +148,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         warmup=True,
         parent=a.dir,
         out=a.out or RESULTS / "latest.md",
+        only=frozenset(only),
     )
 
 
@@ -130,29 +167,37 @@ def main(argv: list[str] | None = None) -> int:
         srv.start()
         rep.add(header(cfg, work, srv))
         limits: dict[str, float] = {}
-        with rep.section("bare limits"):
-            limits = bench_limits(cfg, work, rep)
+        if cfg.wants("limits"):
+            with rep.section("bare limits"):
+                limits = bench_limits(cfg, work, rep)
         api = Api(srv.base, srv.password)
         lib = api.create_library()
         print(f"... making a {human(cfg.upload_bytes)} random source file", file=sys.stderr, flush=True)
         src = make_source(work / "source.bin", cfg.upload_bytes)
-        with rep.section("upload", srv):
-            bench_upload(cfg, srv, api, lib, src, work, rep, limits or {"sha256": float("nan")})
-        with rep.section("API GET rate", srv):
-            bench_api(cfg, srv, api, lib, src, work, rep)
-        with rep.section("cycle rate", srv):
-            bench_cycles(cfg, srv, api, lib, rep)
-        if cfg.ova:
+        if cfg.wants("upload"):
+            with rep.section("upload", srv):
+                bench_upload(cfg, srv, api, lib, src, work, rep, limits or {"sha256": float("nan")})
+        if cfg.wants("api"):
+            with rep.section("API GET rate", srv):
+                bench_api(cfg, srv, api, lib, src, work, rep)
+        if cfg.wants("cycles"):
+            with rep.section("cycle rate", srv):
+                bench_cycles(cfg, srv, api, lib, rep)
+        if cfg.wants("ova"):
             with rep.section("OVA vs plain upload", srv):
                 bench_ova(cfg, srv, api, lib, src, work, rep)
-        with rep.section("REST vs JSON-RPC", srv):
-            bench_jsonrpc(cfg, srv, api, lib, work, rep)
-        if cfg.scaleout:
+        if cfg.wants("jsonrpc"):
+            with rep.section("REST vs JSON-RPC", srv):
+                bench_jsonrpc(cfg, srv, api, lib, work, rep)
+        if cfg.wants("scaleout"):
             with rep.section("PostgreSQL + S3", srv):
                 bench_scaleout(cfg, srv, api, lib, src, work, rep)
-        if cfg.govc:
+        if cfg.wants("govc"):
             with rep.section("govc library.import against vcsim"):
                 bench_govc(cfg, src, work, rep)
+        if cfg.wants("peer"):
+            with rep.section("API request rate against vcsim"):
+                bench_peer(cfg, src, work, rep)
     except (BenchError, requests.RequestException) as e:
         rep.failed.append("setup")
         rep.add(f"**ERROR**: `{type(e).__name__}: {e}`")
