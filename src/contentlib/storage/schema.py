@@ -207,7 +207,7 @@ MIGRATIONS: dict[int, str] = {
             "WHERE state = 'ACTIVE' AND completing IS NOT NULL",
         ]
     ),
-    # Failed logins in a row per user name (lower case), shared by every worker and replica.
+    # Failed logins in a row per user name (the SHA-256 of its lower case), shared by every worker and replica.
     5: "CREATE TABLE login_failures (name TEXT PRIMARY KEY, count {int} NOT NULL, last {real} NOT NULL)",
     # The VCSP feed of a published library: what removed items counted towards its version (which must never go
     # down), and the argon2 hash of its publish password (none was kept before: a BASIC library needs one set).

@@ -17,6 +17,7 @@ blobs (a copy points at its source's): a blob is garbage only when no row of any
 
 from __future__ import annotations
 
+import hashlib
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -54,6 +55,12 @@ def disk_full() -> errors.ApiError:
     return errors.unable_to_allocate(
         "The metadata database cannot write: no space left on its disk. Free some space and try again."
     )
+
+
+def _failure_key(name: str) -> str:
+    """The row key of a name's failed logins: its SHA-256, so that a name of any length (a client may send
+    megabytes) fits an index entry on every backend."""
+    return hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def dumps(value: Any) -> str:
@@ -176,7 +183,7 @@ class SqlStore:
 
     # -- failed logins (per lower-case user name, shared by every process) --------------------------------------
     async def login_failures(self, name: str) -> Row | None:
-        return await self._one("SELECT count, last FROM login_failures WHERE name=?", (name,))
+        return await self._one("SELECT count, last FROM login_failures WHERE name=?", (_failure_key(name),))
 
     async def record_login_failure(self, name: str, now: float, forget_before: float) -> int:
         """Count a failed login; a count whose last failure is older than `forget_before` starts over. The new count."""
@@ -185,13 +192,13 @@ class SqlStore:
                 "INSERT INTO login_failures (name, count, last) VALUES (?, 1, ?) ON CONFLICT(name) DO UPDATE SET "
                 "count = CASE WHEN login_failures.last < ? THEN 1 ELSE login_failures.count + 1 END, "
                 "last = excluded.last",
-                (name, now, forget_before),
+                (_failure_key(name), now, forget_before),
             )
             row = await self.login_failures(name)
         return int(row["count"]) if row else 1
 
     async def clear_login_failures(self, name: str) -> None:
-        await self._exec("DELETE FROM login_failures WHERE name=?", (name,))
+        await self._exec("DELETE FROM login_failures WHERE name=?", (_failure_key(name),))
 
     async def forget_login_failures(self, before: float) -> int:
         return await self._exec("DELETE FROM login_failures WHERE last < ?", (before,))
