@@ -7,6 +7,7 @@ import contextlib
 import ipaddress
 import logging
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -37,6 +38,7 @@ from contentlib.services.vcsp import VcspFeed
 from contentlib.storage import open_blobs, open_store
 from contentlib.storage.blobs import BlobStore
 from contentlib.storage.sql import SqlStore
+from contentlib.transfer import stop_threads
 
 log = logging.getLogger("contentlib")
 
@@ -249,7 +251,12 @@ def run(settings: Settings, ssl_context: Any = None) -> None:
             await app.store.close()
             await app.core.blobs.close()
 
-    asyncio.run(recover())  # before any worker runs, in a process that has no event loop or thread afterwards
+    asyncio.run(recover())  # before any worker runs
+    # Fork from a process with no other thread: a lock held by one (a pool thread's, the allocator's) would stay
+    # held forever in a child, which then hangs on its first request that needs it.
+    stop_threads()
+    if threading.active_count() > 1:
+        log.warning("forking the workers with %d threads running", threading.active_count())
 
     def worker(_n: int, sock: socket.socket) -> None:
         _use_uvloop()

@@ -44,6 +44,14 @@ _free_buffers: list[mmap.mmap] = []
 _MAX_FREE_BUFFERS = 4
 
 
+def stop_threads() -> None:
+    """Join the pool's threads (the next use starts new ones): a process about to fork must have no thread that
+    could hold a lock its children would inherit held."""
+    global _pool
+    _pool.shutdown(wait=True)
+    _pool = _new_pool()
+
+
 def _after_fork() -> None:
     """A forked worker (`serve --workers`) has none of its parent's threads: it gets a pool of its own; and the
     batch buffers (shared anonymous maps) would be shared with its siblings: it forgets them."""
