@@ -168,8 +168,11 @@ def test_metadata_writes_on_a_full_disk(tmpfs: Path, make_server: Callable[..., 
     assert_error(r, 400, "UNABLE_TO_ALLOCATE_RESOURCE", "no space left")
     assert sorted(api.get("/api/content/library").json()) == sorted(libraries)  # the refused one is not there
     assert api.item_files(kept_item)["kept.bin"]["size"] == len(kept)  # reads still work
+    # A new session is a small write: refused, or done if the few bytes it needs still fit in a page (with two
+    # workers the other one's database connection may still have room that the refused library did not).
     r = api.post("/api/content/library/item/download-session", json={"library_item_id": kept_item})
-    assert_error(r, 400, "UNABLE_TO_ALLOCATE_RESOURCE", "no space left")  # a new session is a write
+    if r.status_code != 201:
+        assert_error(r, 400, "UNABLE_TO_ALLOCATE_RESOURCE", "no space left")
 
     # Ending the session would free its staged file, but that is a metadata write too: refused cleanly (or done,
     # if the few pages it needs are still free). Once the operator frees some space it goes through; writes work
@@ -181,7 +184,7 @@ def test_metadata_writes_on_a_full_disk(tmpfs: Path, make_server: Callable[..., 
         ballast.unlink()
         assert api.post(f"{US}/{sid}?action=cancel").status_code == 204
     assert api.session(sid)["state"] == "CANCELED"
-    assert free_bytes(tmpfs) > len(filler)
+    assert free_bytes(tmpfs) >= len(filler)  # the staged file's space came back
     r = api.post("/api/content/local-library", json={"name": "after", "description": description, **LIBRARY})
     assert r.status_code == 201, r.text
     assert api.download(kept_item, "kept.bin") == kept
