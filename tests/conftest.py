@@ -7,6 +7,7 @@ data dir and settings (for restarts, expiry, and anything that must not see othe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import hashlib
 import os
@@ -221,6 +222,21 @@ class ServerProcess:
             return self.log_path.read_text(errors="replace")[-6000:]
         except OSError:
             return ""
+
+    def stacks(self) -> str:
+        """What every process of the server is doing (py-spy dump of the supervisor and its workers): for a request
+        that hangs."""
+        if self.proc is None or self.proc.poll() is not None:
+            return "(the server is not running)"
+        pids = [self.proc.pid]
+        with contextlib.suppress(OSError):
+            pids += [int(p) for p in Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()]
+        spy = Path(sys.executable).with_name("py-spy")
+        out = []
+        for pid in pids:
+            r = subprocess.run([str(spy), "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=60)
+            out.append(f"--- pid {pid} ---\n{r.stdout}{r.stderr}")
+        return "\n".join(out)
 
 
 class Api:

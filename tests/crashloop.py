@@ -42,6 +42,7 @@ import hashlib
 import random
 import shutil
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import threading
@@ -624,6 +625,25 @@ class CrashLoop:
             self.ledger.libraries.append(lib)
 
     def run(self, kills: int) -> None:
+        try:
+            self._run(kills)
+        except requests.Timeout as e:  # a request the server never answered: what each of its processes does
+            raise self.fail(f"a request timed out: {e}\n{self.hang_report()}") from None
+
+    def hang_report(self) -> str:
+        """The server's processes (stacks), who listens on its port, and what its database connections wait for."""
+        listeners = subprocess.run(["ss", "-ltnp", f"sport = :{self.server.port}"], capture_output=True, text=True)
+        report = [f"--- listening ---\n{listeners.stdout}{listeners.stderr}", f"--- stacks ---\n{self.server.stacks()}"]
+        if self.server.database:
+            with contextlib.suppress(Exception):
+                rows = self.backend.query(
+                    "SELECT pid, state, wait_event_type, wait_event, now() - xact_start AS xact_age, "
+                    "left(query, 100) AS query FROM pg_stat_activity WHERE datname = current_database()"
+                )
+                report.append("--- pg_stat_activity ---\n" + "\n".join(map(str, rows)))
+        return "\n".join(report)
+
+    def _run(self, kills: int) -> None:
         self.setup()
         for self.round in range(1, kills + 1):
             started = time.monotonic()

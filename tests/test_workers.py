@@ -258,3 +258,25 @@ def test_login_with_the_admin_password_works_on_every_worker(server: ServerProce
         sock.settimeout(30)
         assert http_request(sock, "POST", "/api/session", {"Authorization": f"Basic {basic}"}) == 201
         sock.close()
+
+
+def test_a_restart_waits_for_the_sockets_of_a_previous_run_to_close() -> None:
+    """A worker of a killed run that is still exiting holds a SO_REUSEPORT socket on the port: the new run must not
+    bind beside it (the kernel would give that socket connections nobody answers), but wait until it closes."""
+    from contentlib import workers
+
+    stale = socket.socket()
+    stale.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    stale.bind(("127.0.0.1", 0))
+    stale.listen(8)
+    port = stale.getsockname()[1]
+    got: list[socket.socket] = []
+    binder = threading.Thread(target=lambda: got.extend(workers.listening_sockets("127.0.0.1", port, 2)))
+    binder.start()
+    time.sleep(0.5)
+    assert not got, "bound beside a socket of a previous run"
+    stale.close()
+    binder.join(timeout=10)
+    assert len(got) == 2 and all(s.getsockname()[1] == port for s in got)
+    for s in got:
+        s.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import logging
 import os
 import signal
@@ -31,12 +32,38 @@ log = logging.getLogger("contentlib.workers")
 _PR_SET_PDEATHSIG = 1
 _START_GRACE = 10.0  # a worker that exits (not killed) this soon after its start failed to start: the server stops
 _STOP_TIMEOUT = 30.0  # seconds workers have to finish their requests after SIGTERM before they are killed
-_BIND_RETRY = 5.0  # seconds to retry a bind that finds the address in use (workers of a killed run still dying)
+_BIND_RETRY = 5.0  # seconds to retry a SO_REUSEPORT bind that finds the address in use
+_FREE_WAIT = 30.0  # seconds to wait for the sockets of a previous run (its workers still exiting) to close
+
+
+def _wait_until_free(host: str, port: int, family: socket.AddressFamily) -> None:
+    """Wait until no other socket listens on host:port. A worker of a killed run that is still exiting holds its
+    SO_REUSEPORT socket open: a new socket bound beside it would join its group, and the kernel would hand that dying
+    socket new connections that nobody answers. A bind without SO_REUSEPORT succeeds only once it is gone."""
+    deadline = time.monotonic() + _FREE_WAIT
+    waited = False
+    while True:
+        probe = socket.socket(family, socket.SOCK_STREAM)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # connections in TIME_WAIT do not count
+        try:
+            probe.bind((host, port))
+            return
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                raise
+            if not waited:
+                log.warning("%s:%d is still in use (a previous run exiting?): waiting for it", host, port)
+                waited = True
+            time.sleep(0.05)
+        finally:
+            probe.close()
 
 
 def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
-    """`count` sockets listening on host:port with SO_REUSEPORT (an address in use is retried for a moment)."""
+    """`count` sockets listening on host:port with SO_REUSEPORT, once no other socket listens there."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if port:
+        _wait_until_free(host, port, family)
     deadline = time.monotonic() + _BIND_RETRY
     sockets: list[socket.socket] = []
     try:
@@ -48,7 +75,7 @@ def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
                 sock.bind((host, port))
             except OSError as e:
                 sock.close()
-                if e.errno != 98 or time.monotonic() > deadline:  # EADDRINUSE
+                if e.errno != errno.EADDRINUSE or time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
                 continue
