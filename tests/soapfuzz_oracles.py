@@ -200,18 +200,25 @@ def pages(c: Ctx, a: Answer, limit: int | None, some: bool) -> list[ET.Element]:
         if not some:
             assert not a.returnvals, "objects where none were selected"
             return objects
-        (result,) = a.returnvals
-        page = result.findall(f"{V}objects")
-        token = result.findtext(f"{V}token")
-        assert page, "an empty page"
-        assert limit is None or len(page) <= limit, f"{len(page)} objects in a page of {limit}"
-        assert token is None or len(page) == limit, f"a token after a short page of {len(page)}"
+        page, token = one_page(a, limit)
         objects += page
         if token is None:
             return objects
         call = E("ContinueRetrievePropertiesEx", ref("_this", PC), E("token", text=token))
         a = c.fuzz.send(render(call), c.cookie, c.headers, answer="ContinueRetrievePropertiesEx")
         assert a.fault is None, f"{a.fault}: {a.message}"
+
+
+def one_page(a: Answer, limit: int | None) -> tuple[list[ET.Element], str | None]:
+    """The objects of one RetrievePropertiesEx page and its token: one object at least, maxObjects at most, and a
+    token only after a full page."""
+    (result,) = a.returnvals
+    page = result.findall(f"{V}objects")
+    token = result.findtext(f"{V}token")
+    assert page, "an empty page"
+    assert limit is None or len(page) <= limit, f"{len(page)} objects in a page of {limit}"
+    assert token is None or len(page) == limit, f"a token after a short page of {len(page)}"
+    return page, token
 
 
 def o_token(c: Ctx) -> Expect:
@@ -302,6 +309,12 @@ ORACLES: dict[str, Callable[[Ctx], Expect]] = {
     **{m: o_find_nothing for m in ("FindByUuid", "FindByIp", "FindByDnsName", "FindByDatastorePath")},
     **{m: o_find_nothing for m in ("FindAllByUuid", "FindAllByIp", "FindAllByDnsName")},
 }
+
+
+def expect_outcome(c: Ctx, outcome: str) -> Expect:
+    """What a call sent in a mutated envelope or HTTP request must get: `same`, the answer to the call as it is;
+    `refused`, InvalidRequest; `unknown`, the checks every answer must pass."""
+    return {"same": expect_call(c, 0), "refused": fault("InvalidRequest"), "unknown": UNKNOWN}[outcome]
 
 
 def judge(a: Answer, expect: Expect, what: str) -> None:

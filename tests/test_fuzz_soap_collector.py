@@ -22,7 +22,7 @@ from soapfuzz import fuzz_fixture as fuzz_fixture  # the fixtures (imported as t
 from soapfuzz import fuzz_server_fixture as fuzz_server_fixture
 from soapfuzz_collector import check_contents, everything, o_retrieve
 from soapfuzz_model import DS, PC, ROOT, Faults, all_paths
-from soapfuzz_oracles import run_call
+from soapfuzz_oracles import one_page, run_call
 from soapfuzz_strategies import BAD_REFS, KNOWN_REFS, retrieve_args
 from soapkit import E, V, ref, selection, traversal
 
@@ -135,10 +135,7 @@ def test_fuzz_paging(fuzz: Fuzzer, limit: int, actions: list[str], examples: int
 
     def page(a: Answer) -> tuple[list[ET.Element], str | None]:
         assert a.fault is None, f"{a.fault}: {a.message}"
-        (result,) = a.returnvals
-        objects, token = result.findall(f"{V}objects"), result.findtext(f"{V}token")
-        assert objects and len(objects) <= limit and (token is None or len(objects) == limit), len(objects)
-        return objects, token
+        return one_page(a, limit)
 
     def step(method: str, token: str, sent: str | None) -> Answer:
         return fuzz.send(render(E(method, ref("_this", PC), E("token", text=token))), sent, answer=method)

@@ -19,7 +19,7 @@ from soapfuzz import DECL, ENV_OPEN, EXAMPLES, LOGGED_IN, SETTINGS, Fuzzer, auth
 from soapfuzz import fuzz_fixture as fuzz_fixture  # the fixtures (imported as themselves: pytest finds them)
 from soapfuzz import fuzz_server_fixture as fuzz_server_fixture
 from soapfuzz_model import MAX_BODY, MAX_DEPTH, MAX_ELEMENTS, kids, local
-from soapfuzz_oracles import UNKNOWN, Ctx, expect_call, fault, judge
+from soapfuzz_oracles import Ctx, expect_outcome, judge
 from soapfuzz_strategies import BASES, xml_names
 from soapkit import SOAP_ENV, VIM25, XSI
 
@@ -190,6 +190,6 @@ def test_fuzz_envelope(fuzz: Fuzzer, base: str, mutation: Mutation, examples: in
     body, outcome = mutate(mutation, method)
     sent_cookie, headers = auth_headers(fuzz, auth)
     c = Ctx(fuzz, method, auth in LOGGED_IN, fuzz.sid if auth in LOGGED_IN else None, sent_cookie, headers)
-    expect = {"same": expect_call(c, 0), "refused": fault("InvalidRequest"), "unknown": UNKNOWN}[outcome]
+    expect = expect_outcome(c, outcome)
     a = fuzz.send(body, sent_cookie, headers, answer=local(method.tag) if outcome == "same" else None)
     judge(a, expect, f"{mutation} {show(body)}")

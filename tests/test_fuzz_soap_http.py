@@ -17,7 +17,7 @@ from soapfuzz import EXAMPLES, LOGGED_IN, SETTINGS, Fuzzer, auth_headers, render
 from soapfuzz import fuzz_fixture as fuzz_fixture  # the fixtures (imported as themselves: pytest finds them)
 from soapfuzz import fuzz_server_fixture as fuzz_server_fixture
 from soapfuzz_model import local
-from soapfuzz_oracles import UNKNOWN, Ctx, expect_call, fault, judge
+from soapfuzz_oracles import Ctx, expect_outcome, fault, judge
 from soapfuzz_strategies import BASES
 
 CONTENT_TYPES = [None, 'text/xml; charset="utf-8"', "application/soap+xml", "application/json", "text/plain", ""]
@@ -90,9 +90,6 @@ def test_fuzz_http(
     if encoding is not None:
         headers["Content-Encoding"] = encoding.replace("-garbage", "")
     data: Any = body if not chunked else iter([body[i : i + 7000] for i in range(0, len(body), 7000)] or [b""])
-    if http_method != "POST":
-        expect = fault("InvalidRequest")
-    else:
-        expect = {"same": expect_call(c, 0), "refused": fault("InvalidRequest"), "unknown": UNKNOWN}[outcome]
+    expect = fault("InvalidRequest") if http_method != "POST" else expect_outcome(c, outcome)
     a = fuzz.send(data, sent_cookie, headers, http_method, answer=local(method.tag) if outcome == "same" else None)
     judge(a, expect, f"{http_method} {headers} {show(body)}")
