@@ -3,9 +3,9 @@
 
 1. tests/crashloop.py with `--kills` (default 100) SIGKILLs per backend pair: SQLite + disk, then PostgreSQL + S3
    (the servers at --pg / --s3; `make soak` starts the local ones with scripts/with-services.sh).
-2. `pytest -n 2 --dist loadgroup tests/test_fuzz.py tests/test_fuzz_soap.py` (/api and /rest with schemathesis, /sdk
-   with hypothesis) with CONTENTLIB_FUZZ_EXAMPLES=2000 (--fuzz-examples), once per backend pair (the PostgreSQL + S3
-   run with CONTENTLIB_TEST_PG/_S3 pointing at --pg/--s3); a missing fuzz file is a failure, said so.
+2. `pytest -n 2 --dist loadgroup tests/test_fuzz.py tests/test_fuzz_soap_*.py` (/api and /rest with schemathesis,
+   /sdk with hypothesis) with CONTENTLIB_FUZZ_EXAMPLES=2000 (--fuzz-examples), once per backend pair (the
+   PostgreSQL + S3 run with CONTENTLIB_TEST_PG/_S3 pointing at --pg/--s3); a missing fuzz file is a failure, said so.
 
 Prints a line per kill, then one Markdown table per part. Exit status 1 when anything failed (an invariant
 violation, a server that did not restart, unreachable PostgreSQL/S3, a fuzz failure).
@@ -28,7 +28,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from crashloop import BACKENDS, PG_DEFAULT, S3_DEFAULT, CrashLoopFailure, run_crashloop, table  # noqa: E402
 
-FUZZ = [ROOT / "tests" / "test_fuzz.py", ROOT / "tests" / "test_fuzz_soap.py"]
+# The SOAP fuzzer is one module per concern (tests/soapfuzz.py lists them); each is checked for, as test_fuzz.py is.
+SOAP_FUZZ = ["methods", "sessions", "collector", "envelopes", "http"]
+FUZZ = [ROOT / "tests" / "test_fuzz.py", *(ROOT / "tests" / f"test_fuzz_soap_{m}.py" for m in SOAP_FUZZ)]
 PYTEST = ["-q", "-n", "2", "--dist", "loadgroup", "-p", "no:cacheprovider"]
 
 
@@ -108,7 +110,7 @@ def main() -> int:
             if "result" in r:
                 print(f"Crash loop {r['backend']}: FAILED after {r['seconds']} s\n")
     if fuzz_rows:
-        print("Fuzzing (tests/test_fuzz.py, tests/test_fuzz_soap.py):\n")
+        print("Fuzzing (tests/test_fuzz.py, tests/test_fuzz_soap_*.py):\n")
         print(table(fuzz_rows) + "\n")
     if failures:
         print("FAILED:\n" + "\n".join(f"- {f}" for f in failures))

@@ -438,8 +438,8 @@ def api(server: ServerProcess) -> Api:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """How many fuzz cases ran (tests/test_fuzz.py records them per operation, tests/test_fuzz_soap.py per strategy,
-    also from xdist workers): the total, then per file."""
+    """How many fuzz cases ran (tests/test_fuzz.py records them per operation, the tests/test_fuzz_soap_*.py modules
+    per strategy, also from xdist workers): the total, then per file."""
     counts: dict[str, list[int]] = {}
     for reports in terminalreporter.stats.values():
         for report in reports:
