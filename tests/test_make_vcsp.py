@@ -250,7 +250,7 @@ def test_the_standard_librarys_http_server_serves_every_href(tmp_path: Path) -> 
     root = tmp_path / "tree"
     write_items(root, {".git": {"config": b"x"}, "empty": {".DS_Store": b"finder"}})  # hidden: not in the feed
     (root / "top.txt").write_bytes(b"files at the top are no items")
-    build_tree(root, files)
+    build_tree(root, files, name="tree #1: 50% off / ü")
     items = tree_items(root)
     assert items["my item #1 (50% off)"]["selfHref"] == "my%20item%20%231%20%2850%25%20off%29/item.json"
     hrefs = {f["name"]: f["hrefs"][0] for f in items["my item #1 (50% off)"]["files"]}
@@ -260,7 +260,7 @@ def test_the_standard_librarys_http_server_serves_every_href(tmp_path: Path) -> 
     with StaticServer(root) as static:
         sub = Subscriber(static.url)
         lib, served = sub.feed()
-        assert lib == read(root, "lib.json") and served == items
+        assert lib == read(root, "lib.json") and served == items and lib["name"] == "tree #1: 50% off / ü"
         count = 0
         for name, item in served.items():
             assert sorted(f["name"] for f in item["files"]) == sorted(files[name]), name
