@@ -29,7 +29,8 @@ is rewritten when the item changes and removed when the item gets a manifest of 
 is served as it is.
 
 Errors (no such directory, a file where a directory is expected, a name that cannot be served, a lib.json or
-item.json this tool cannot read back) are one line on stderr and exit status 1; nothing is written then.
+item.json this tool cannot read back) are one line on stderr and exit status 1 (2 for a usage error); nothing is
+written then.
 """
 
 from __future__ import annotations
