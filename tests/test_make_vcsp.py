@@ -28,51 +28,13 @@ import pytest
 import requests
 from conftest import Api, ServerProcess
 from ovfkit import build_package, disk_bytes
-from vcsptree import StaticServer, build_tree, make_vcsp, run_make_vcsp, thumbprint, write_items
+from vcsptree import Feed, StaticServer, build_tree, make_vcsp, run_make_vcsp, thumbprint, write_items
 
 pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 
 OPEN = {"published": True, "authentication_method": "NONE"}
 ISO8601 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 URN = re.compile(r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
-
-
-def http() -> requests.Session:
-    s = requests.Session()
-    s.verify = False
-    s.trust_env = False  # REQUESTS_CA_BUNDLE would override verify
-    return s
-
-
-class Subscriber:
-    """What a subscriber reads, everything relative to the subscription URL (lib.json)."""
-
-    def __init__(self, url: str, auth: tuple[str, str] | None = None, verify: bool | str = False) -> None:
-        self.url = url
-        self.http = http()
-        self.http.verify = verify
-        self.auth = auth
-
-    def get(self, href: str = "lib.json", **kw: Any) -> requests.Response:
-        kw.setdefault("auth", self.auth)
-        return self.http.get(urljoin(self.url, href), timeout=30, **kw)
-
-    def json(self, href: str = "lib.json") -> dict[str, Any]:
-        r = self.get(href)
-        assert r.status_code == 200, (href, r.status_code, r.text[:300])
-        assert r.headers["Content-Type"].startswith("application/json"), r.headers
-        return dict(r.json())
-
-    def feed(self) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-        """lib.json and the items of items.json by name, each the same as its own item.json."""
-        lib = self.json()
-        listed = self.json(lib["itemsHref"])
-        assert set(listed) == {"items"}, listed
-        items = {}
-        for item in listed["items"]:
-            assert self.json(item["selfHref"]) == item
-            items[item["name"]] = item
-        return lib, items
 
 
 def shape(value: Any) -> Any:
@@ -114,13 +76,13 @@ def test_the_tree_has_the_members_and_types_of_the_publishers_feed(
     api.put_files(ovf_item, pkg.files)  # the server checks the manifest, keeps descriptor and disks
     r = api.get(f"/api/content/local-library/{lib}")
     assert r.status_code == 200, r.text
-    published = Subscriber(r.json()["publish_info"]["publish_url"])
+    published = Feed(r.json()["publish_info"]["publish_url"])
     pub_lib, pub_items = published.feed()
 
     # the same files as the publisher serves: descriptor and disks, and the manifest it adds
     root = build_tree(tmp_path / "tree", {"ubuntu": {"ubuntu.iso": iso}, "appliance": pkg.kept()}, "same-content")
     with StaticServer(root) as static:
-        tree = Subscriber(static.url)
+        tree = Feed(static.url)
         tree_lib, items = tree.feed()
         assert shape(tree_lib) == shape(pub_lib)
         assert shape(tree.json("items.json")) == {"items": [shape(i) for i in items.values()]}
@@ -258,7 +220,7 @@ def test_the_standard_librarys_http_server_serves_every_href(tmp_path: Path) -> 
     assert {i["type"] for i in items.values()} == {"vcsp.iso", "vcsp.ovf", "vcsp.other"}
     assert set(items) == set(files) and items["empty"]["files"] == []
     with StaticServer(root) as static:
-        sub = Subscriber(static.url)
+        sub = Feed(static.url)
         lib, served = sub.feed()
         assert lib == read(root, "lib.json") and served == items and lib["name"] == "tree #1: 50% off / ü"
         count = 0
@@ -277,7 +239,7 @@ def test_the_standard_librarys_http_server_serves_every_href(tmp_path: Path) -> 
         r = sub.get("ubuntu/ubuntu.iso", headers={"Range": "bytes=100-199"})
         assert (r.status_code, r.content) in ((200, whole), (206, whole[100:200])), r.status_code
     with StaticServer(root, ranges=True) as ranged:  # the helper's server answers ranges
-        sub = Subscriber(ranged.url)
+        sub = Feed(ranged.url)
         for rng, want in [
             ("bytes=100-199", whole[100:200]),
             ("bytes=123000-", whole[123000:]),
@@ -294,20 +256,20 @@ def test_the_standard_librarys_http_server_serves_every_href(tmp_path: Path) -> 
 def test_the_basic_auth_server_wants_user_vcsp_and_the_password(tmp_path: Path) -> None:
     root = build_tree(tmp_path / "tree", {"disk": {"disk.iso": b"secret bytes"}})
     with StaticServer(root, password="tree-Pa55") as srv:
-        good = Subscriber(srv.url, srv.auth)
+        good = Feed(srv.url, srv.auth)
         _, items = good.feed()
         href = items["disk"]["files"][0]["hrefs"][0]
         assert good.get(href).content == b"secret bytes"
         assert good.get("nothing").status_code == 404
         for path in ("lib.json", "items.json", "disk/item.json", href, "nothing", ""):
             for auth in (None, ("vcsp", "wrong"), ("admin", "tree-Pa55"), ("vcsp", "")):
-                r = Subscriber(srv.url, auth).get(path)
+                r = Feed(srv.url, auth).get(path)
                 assert r.status_code == 401, (path, auth, r.status_code)
                 assert r.headers["WWW-Authenticate"] == 'Basic realm="vcsp"' and b"secret" not in r.content
-        r = Subscriber(srv.url).get("lib.json", headers={"Authorization": "Basic !!!"})
+        r = Feed(srv.url).get("lib.json", headers={"Authorization": "Basic !!!"})
         assert r.status_code == 401
         assert good.http.head(urljoin(srv.url, href), auth=srv.auth, timeout=30).status_code == 200
-        assert Subscriber(srv.url).http.head(urljoin(srv.url, href), timeout=30).status_code == 401
+        assert Feed(srv.url).http.head(urljoin(srv.url, href), timeout=30).status_code == 401
 
 
 def test_the_https_server_presents_the_certificate_of_its_thumbprint(tmp_path: Path) -> None:
@@ -320,11 +282,11 @@ def test_the_https_server_presents_the_certificate_of_its_thumbprint(tmp_path: P
         assert re.fullmatch(r"([0-9A-F]{2}:){19}[0-9A-F]{2}", sha1) and sha1 == thumbprint(presented, "sha1")
         assert srv.thumbprint("sha256") == ":".join(f"{b:02X}" for b in hashlib.sha256(presented).digest())
         with pytest.raises(requests.exceptions.SSLError):  # self-signed: refused unless pinned or trusted
-            Subscriber(srv.url, srv.auth, verify=True).get()
-        trusting = Subscriber(srv.url, srv.auth, verify=str(srv.cert_path))
+            Feed(srv.url, srv.auth, verify=True).get()
+        trusting = Feed(srv.url, srv.auth, verify=str(srv.cert_path))
         _, items = trusting.feed()
         assert trusting.get(items["disk"]["files"][0]["hrefs"][0]).content == b"over tls"
-        assert Subscriber(srv.url, verify=str(srv.cert_path)).get().status_code == 401
+        assert Feed(srv.url, verify=str(srv.cert_path)).get().status_code == 401
 
 
 # -- (e) bad input ----------------------------------------------------------------------------------------------------

@@ -30,6 +30,8 @@ from com.vmware.content_client import LibraryModel
 from conftest import ADMIN_PASSWORD, ADMIN_USER, Api, ServerProcess, assert_error
 from ovfkit import build_package, disk_bytes
 from test_jsonrpc_sdk import connect
+from vcsptree import Feed
+from vcsptree import http_session as http
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning"),
@@ -46,46 +48,6 @@ ITEM_KEYS = {"created", "description", "version", "contentVersion", "files", "id
 FILE_KEYS = {"name", "size", "etag", "generationNum", "hrefs"}
 ISO8601 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 LONG_MAX = 2**63 - 1
-
-
-def http() -> requests.Session:
-    s = requests.Session()
-    s.verify = False
-    s.trust_env = False
-    return s
-
-
-class Feed:
-    """A subscriber's view of one library's feed: everything fetched relative to the publish URL."""
-
-    def __init__(self, publish_url: str, auth: tuple[str, str] | None = None) -> None:
-        self.url = publish_url
-        self.http = http()
-        self.auth = auth
-
-    def get(self, href: str = "lib.json", **kw: Any) -> requests.Response:
-        kw.setdefault("auth", self.auth)
-        return self.http.get(urljoin(self.url, href), timeout=30, **kw)
-
-    def json(self, href: str = "lib.json") -> dict[str, Any]:
-        r = self.get(href)
-        assert r.status_code == 200, r.text
-        assert r.headers["Content-Type"].startswith("application/json")
-        return dict(r.json())
-
-    def version(self) -> int:
-        return int(self.json()["version"])
-
-    def items(self) -> dict[str, dict[str, Any]]:
-        """items.json, by item name; each checked against its own item.json."""
-        lib = self.json()
-        listed = self.json(lib["itemsHref"])
-        assert set(listed) == {"items"}, listed
-        by_name = {}
-        for item in listed["items"]:
-            assert self.json(item["selfHref"]) == item
-            by_name[item["name"]] = item
-        return by_name
 
 
 def library_info(api: Api, lib: str) -> dict[str, Any]:

@@ -20,12 +20,10 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
-import datetime
 import email.utils
 import hashlib
 import hmac
 import http.server
-import ipaddress
 import os
 import re
 import socket
@@ -36,6 +34,9 @@ import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Literal
+from urllib.parse import urljoin
+
+import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 MAKE_VCSP = ROOT / "tools" / "make_vcsp.py"
@@ -75,35 +76,12 @@ def build_tree(root: Path, items: dict[str, dict[str, bytes]], name: str = "stat
 
 # -- certificates ----------------------------------------------------------------------------------------------------
 def self_signed(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (and localhost) and its key, as PEM files in `directory`."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    """A self-signed certificate for 127.0.0.1 (and localhost) and its key, as PEM files in `directory`: the one
+    the server makes for itself (contentlib.tls), so a test pins the kind of certificate a publisher serves."""
+    from contentlib.tls import ensure_self_signed
 
     directory.mkdir(parents=True, exist_ok=True)
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(san, critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "vcsptree-cert.pem", directory / "vcsptree-key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
+    return ensure_self_signed(directory)
 
 
 def thumbprint(der: bytes, algorithm: str = "sha1") -> str:
@@ -113,13 +91,52 @@ def thumbprint(der: bytes, algorithm: str = "sha1") -> str:
     return ":".join(f"{b:02X}" for b in hashlib.new(algorithm, der).digest())
 
 
+# -- what a subscriber reads ----------------------------------------------------------------------------------------
+def http_session() -> requests.Session:
+    s = requests.Session()
+    s.verify = False
+    s.trust_env = False  # REQUESTS_CA_BUNDLE would override verify
+    return s
+
+
+class Feed:
+    """A subscriber's view of one VCSP feed: everything fetched relative to the subscription URL (lib.json)."""
+
+    def __init__(self, url: str, auth: tuple[str, str] | None = None, verify: bool | str = False) -> None:
+        self.url = url
+        self.http = http_session()
+        self.http.verify = verify
+        self.auth = auth
+
+    def get(self, href: str = "lib.json", **kw: Any) -> requests.Response:
+        kw.setdefault("auth", self.auth)
+        return self.http.get(urljoin(self.url, href), timeout=30, **kw)
+
+    def json(self, href: str = "lib.json") -> dict[str, Any]:
+        r = self.get(href)
+        assert r.status_code == 200, (href, r.status_code, r.text[:300])
+        assert r.headers["Content-Type"].startswith("application/json"), r.headers
+        return dict(r.json())
+
+    def version(self) -> int:
+        return int(self.json()["version"])
+
+    def feed(self) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """lib.json and the items of items.json by name, each checked against its own item.json."""
+        lib = self.json()
+        listed = self.json(lib["itemsHref"])
+        assert set(listed) == {"items"}, listed
+        items = {}
+        for item in listed["items"]:
+            assert self.json(item["selfHref"]) == item
+            items[item["name"]] = item
+        return lib, items
+
+    def items(self) -> dict[str, dict[str, Any]]:
+        return self.feed()[1]
+
+
 # -- the server ------------------------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class StaticServer:
     """A static HTTP(S) file server for `directory` in a subprocess on a free loopback port (a context manager)."""
 
@@ -163,8 +180,10 @@ class StaticServer:
         return thumbprint(self.cert_der, algorithm)
 
     def start(self) -> StaticServer:
+        from conftest import free_port  # here, not at the top: this module is also the server's script
+
         for _ in range(5):  # the free port may be taken before the child binds it: try another
-            self.port = _free_port()
+            self.port = free_port()
             if self.own:
                 cmd = [sys.executable, __file__, "--port", str(self.port), "--directory", str(self.directory)]
                 if self.cert_path and self.key_path:
