@@ -234,7 +234,9 @@ class ServerProcess:
         spy = Path(sys.executable).with_name("py-spy")
         out = []
         for pid in pids:
-            r = subprocess.run([str(spy), "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=60)
+            r = subprocess.run(
+                [str(spy), "dump", "--native", "--pid", str(pid)], capture_output=True, text=True, timeout=60
+            )
             out.append(f"--- pid {pid} ---\n{r.stdout}{r.stderr}")
         return "\n".join(out)
 

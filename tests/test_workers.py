@@ -17,6 +17,8 @@ import fcntl
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -280,3 +282,23 @@ def test_a_restart_waits_for_the_sockets_of_a_previous_run_to_close() -> None:
     assert len(got) == 2 and all(s.getsockname()[1] == port for s in got)
     for s in got:
         s.close()
+
+
+def test_a_worker_is_forked_only_once_every_other_thread_of_the_supervisor_is_gone(tmp_path: Path) -> None:
+    """A thread that `join` has returned for still runs its thread-local destructors (OpenSSL 3 holds a lock there):
+    a worker forked then hangs forever on that lock. The fork waits for the kernel to count one thread. Run in a
+    process of its own: pytest-xdist's threads run here."""
+    script = """
+import _thread, os, socket, time
+from contentlib import workers
+
+started = time.monotonic()
+_thread.start_new_thread(time.sleep, (0.6,))  # a thread `threading` knows nothing of, as a finishing one is
+r, w = os.pipe()
+sup = workers.Supervisor([socket.socket()], lambda n, s: os.write(w, repr(time.monotonic() - started).encode()))
+sup._spawn(0)
+os.waitpid(next(iter(sup.pids)), 0)
+print(os.read(r, 64).decode())
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert float(out.stdout) >= 0.55, f"forked {out.stdout.strip()} s after the start, while a thread still ran"

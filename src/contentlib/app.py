@@ -7,7 +7,6 @@ import contextlib
 import ipaddress
 import logging
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -254,9 +253,7 @@ def run(settings: Settings, ssl_context: Any = None) -> None:
     asyncio.run(recover())  # before any worker runs
     # Fork from a process with no other thread: a lock held by one (a pool thread's, the allocator's) would stay
     # held forever in a child, which then hangs on its first request that needs it.
-    stop_threads()
-    if threading.active_count() > 1:
-        log.warning("forking the workers with %d threads running", threading.active_count())
+    stop_threads()  # and the supervisor waits, before each fork, until they are gone
 
     def worker(_n: int, sock: socket.socket) -> None:
         _use_uvloop()

@@ -34,6 +34,28 @@ _START_GRACE = 10.0  # a worker that exits (not killed) this soon after its star
 _STOP_TIMEOUT = 30.0  # seconds workers have to finish their requests after SIGTERM before they are killed
 _BIND_RETRY = 5.0  # seconds to retry a SO_REUSEPORT bind that finds the address in use
 _FREE_WAIT = 30.0  # seconds to wait for the sockets of a previous run (its workers still exiting) to close
+_THREADS_WAIT = 10.0  # seconds to wait, before a fork, for the threads of this process to be gone
+
+
+def os_threads() -> int:
+    """How many threads this process has, as the kernel counts them (threading counts only Python's)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:  # pragma: no cover - /proc is there on Linux
+        return 1
+
+
+def wait_single_threaded(timeout: float = _THREADS_WAIT) -> int:
+    """Wait until this process has no thread but the calling one; return how many it has then.
+
+    A fork copies every lock as it is, held or not, into a child that has none of the threads that held them. A
+    joined thread is not gone yet: `Thread.join` returns once its Python part is over, while the thread still runs
+    its thread-local destructors, and OpenSSL 3's holds its thread-event lock there. A child forked in that window
+    waits for that lock forever in its first `SSLContext()` (the S3 client builds one as a worker starts)."""
+    deadline = time.monotonic() + timeout
+    while (n := os_threads()) > 1 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return n
 
 
 def _wait_until_free(host: str, port: int, family: socket.AddressFamily) -> None:
@@ -109,6 +131,8 @@ class Supervisor:
 
     def _spawn(self, n: int) -> None:
         parent = os.getpid()
+        if (threads := wait_single_threaded()) > 1:
+            log.warning("forking worker %d with %d threads running: it may hang on a lock one holds", n, threads)
         pid = os.fork()
         if pid == 0:  # the worker
             code = 0
