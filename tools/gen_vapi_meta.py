@@ -29,6 +29,8 @@ SERVICES = {
     "com.vmware.content.configuration",
     "com.vmware.content.security_policies",
     "com.vmware.content.type",
+    "com.vmware.content.subscribed_library",
+    "com.vmware.content.library.subscribed_item",
 }
 
 

@@ -29,6 +29,7 @@ from contentlib.model import (
     ItemModel,
     LibraryFindSpec,
     LibraryModel,
+    SubscriptionInfo,
     TrustedCertificateCreateSpec,
     UpdateSessionModel,
 )
@@ -128,6 +129,8 @@ CHANGES = "com.vmware.content.library.item.changes"
 CONFIG = "com.vmware.content.configuration"
 POLICIES = "com.vmware.content.security_policies"
 TYPE = "com.vmware.content.type"
+SUB = "com.vmware.content.subscribed_library"
+SUB_ITEM = "com.vmware.content.library.subscribed_item"
 
 US_ID = _p("update_session_id", "path")
 DS_ID = _p("download_session_id", "path")
@@ -186,6 +189,16 @@ PRIVILEGES: dict[tuple[str, str], tuple[str, ...]] = {
     (CONFIG, "update"): ("ContentLibrary.UpdateConfiguration",),
     (POLICIES, "list"): _READ,
     (TYPE, "list"): ("ContentLibrary.TypeIntrospection",),
+    (SUB, "create"): ("ContentLibrary.CreateSubscribedLibrary",),
+    (SUB, "get"): _READ,
+    (SUB, "list"): _READ,
+    (SUB, "update"): ("ContentLibrary.UpdateSubscribedLibrary",),
+    (SUB, "delete"): ("ContentLibrary.DeleteSubscribedLibrary",),
+    (SUB, "sync"): ("ContentLibrary.SyncLibrary",),
+    (SUB, "evict"): ("ContentLibrary.EvictSubscribedLibrary",),
+    (SUB, "probe"): ("ContentLibrary.ProbeSubscription",),
+    (SUB_ITEM, "sync"): ("ContentLibrary.SyncLibraryItem",),
+    (SUB_ITEM, "evict"): ("ContentLibrary.EvictLibraryItem",),
 }
 
 
@@ -196,7 +209,7 @@ def build(app: Any) -> list[Operation]:
 
 def _table(app: Any) -> list[Operation]:
     auth, libs, us, ds, trust = app.auth, app.libraries, app.update_sessions, app.download_sessions, app.trusted
-    content, config = app.item_content, app.configuration
+    content, config, sub = app.item_content, app.configuration, app.subscribed
 
     async def local_get(ctx: Any, library_id: str) -> Any:
         return await libs.get(ctx, library_id, local_only=True)
@@ -227,6 +240,11 @@ def _table(app: Any) -> list[Operation]:
     change = (CHANGED_ITEM, _p("version", "path"))
     lib_publish = (LIB_ID, SUBSCRIPTIONS)
     config_model = (_p("model", "body", ConfigurationModel),)
+    subscribed, sub_item = f"{base}/subscribed-library", f"{base}/library/subscribed-item"
+    sub_create = (TOKEN, _p("create_spec", "body", LibraryModel))
+    sub_update = (LIB_ID, _p("update_spec", "body", LibraryModel))
+    probe = (_p("subscription_info", "field", SubscriptionInfo),)
+    item_sync = (ITEM_ID, _p("force_sync_content", "field", bool), _p("sync_optional_files", "field", bool, False))
     O = Operation  # noqa: E741 - a table reads better with a short constructor
     return [
         O(
@@ -614,4 +632,15 @@ def _table(app: Any) -> list[Operation]:
         O(CONFIG, "update", "PATCH", f"{base}/configuration", None, config_model, config.update, 204),
         O(POLICIES, "list", "GET", f"{base}/security-policies", None, (), catalog.security_policies, 200),
         O(TYPE, "list", "GET", f"{base}/type", None, (), catalog.types, 200),
+        # Subscribed libraries and their items (services/subscribed.py; the syncs: services/subscriber.py).
+        O(SUB, "create", "POST", subscribed, None, sub_create, sub.create, 201),
+        O(SUB, "get", "GET", f"{subscribed}/{{library_id}}", None, (LIB_ID,), sub.get, 200),
+        O(SUB, "list", "GET", subscribed, None, (), sub.list_all, 200),
+        O(SUB, "update", "PATCH", f"{subscribed}/{{library_id}}", None, sub_update, sub.update, 204),
+        O(SUB, "delete", "DELETE", f"{subscribed}/{{library_id}}", None, (LIB_ID,), sub.delete, 204),
+        O(SUB, "sync", "POST", f"{subscribed}/{{library_id}}", "sync", (LIB_ID,), sub.sync, 204),
+        O(SUB, "evict", "POST", f"{subscribed}/{{library_id}}", "evict", (LIB_ID,), sub.evict, 204),
+        O(SUB, "probe", "POST", subscribed, "probe", probe, sub.probe, 200),
+        O(SUB_ITEM, "sync", "POST", f"{sub_item}/{{library_item_id}}", "sync", item_sync, sub.sync_item, 204),
+        O(SUB_ITEM, "evict", "POST", f"{sub_item}/{{library_item_id}}", "evict", (ITEM_ID,), sub.evict_item, 204),
     ]
