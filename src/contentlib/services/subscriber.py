@@ -190,9 +190,12 @@ class Subscriber:
         """Make the library mirror its publisher; the publisher's lib.json version it now mirrors."""
         on_demand = subscription_of(lib).get("on_demand") is True
         descriptor = await pub.library()
+        # What was mirrored is named by the publisher's URL and library id as well as its version: another
+        # publisher's library (a new subscription_url) may well be at the same version number.
+        version = f"{pub.subscription.url} {descriptor.get('id')} {descriptor['version']}"
         local = [r for r in await self.store.list_items(lib["id"]) if r["source_id"]]
-        if mirrored is not None and descriptor["version"] == mirrored and all(r["cached"] or on_demand for r in local):
-            return mirrored
+        if version == mirrored and all(r["cached"] or on_demand for r in local):
+            return version
         remote = await pub.items(descriptor)
         rows = await self._mirror_metadata(lib, remote, local)
         wanted = [(rows[r.id], r) for r in remote if r.id in rows and (not on_demand or rows[r.id]["cached"])]
@@ -204,7 +207,7 @@ class Subscriber:
                 f"{len(failures)} of {len(remote)} items could not be synchronized: {'; '.join(failures)}",
                 "; ".join(failures),
             )
-        return str(descriptor["version"])
+        return version
 
     async def sync_one(self, lib: Row, pub: Publisher, item_id: str, content: bool) -> None:
         """`subscribed_item.sync`: the item's metadata from its item.json, and its bytes when `content` (or when the
