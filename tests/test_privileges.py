@@ -184,6 +184,21 @@ def subscribed_item(a: Api) -> str:
     return str(a.get(I, params={"library_id": lib}).json()[0])
 
 
+def new_subscription() -> dict[str, Any]:
+    new = {"name": f"pushed-{uuid.uuid4().hex[:8]}", "storage_backings": library_spec()["storage_backings"]}
+    return {"subscribed_library": {"target": "CREATE_NEW", "location": "LOCAL", "new_subscribed_library": new}}
+
+
+def subscription(a: Api) -> str:
+    """The path of a subscription of a published library, once its subscribed library's first sync has ended."""
+    lib = published_library(a)
+    r = a.post(f"{L}/{lib}/subscriptions", json=new_subscription())
+    assert r.status_code == 201, r.text
+    target = a.get(f"{L}/{lib}/subscriptions/{r.json()}").json()["subscribed_library"]
+    subkit.wait_for(lambda: subkit.library(a, target).get("last_sync_time"), what="the first sync")
+    return f"{L}/{lib}/subscriptions/{r.json()}"
+
+
 def library_spec() -> dict[str, Any]:
     return {
         "name": f"lib-{uuid.uuid4().hex[:8]}",
@@ -210,6 +225,7 @@ I = "/api/content/library/item"  # noqa: E741
 TC = "/api/content/trusted-certificates"
 SUB = "com.vmware.content.subscribed_library"
 SUB_ITEM = "com.vmware.content.library.subscribed_item"
+SUBS = "com.vmware.content.library.subscriptions"
 SL = subkit.SUB
 SI = subkit.SUB_ITEM
 
@@ -313,6 +329,11 @@ CALLS: dict[tuple[str, str], Callable[[Api], Call]] = {
         "POST", f"{SI}/{subscribed_item(a)}", {"force_sync_content": False}, {"action": "sync"}
     ),
     (SUB_ITEM, "evict"): lambda a: Call("POST", f"{SI}/{subscribed_item(a)}", params={"action": "evict"}),
+    (SUBS, "create"): lambda a: Call("POST", f"{L}/{published_library(a)}/subscriptions", new_subscription()),
+    (SUBS, "list"): lambda a: Call("GET", f"{L}/{published_library(a)}/subscriptions"),
+    (SUBS, "get"): lambda a: Call("GET", subscription(a)),
+    (SUBS, "update"): lambda a: Call("PATCH", subscription(a), {"subscribed_library_placement": {}}),
+    (SUBS, "delete"): lambda a: Call("DELETE", subscription(a)),
 }
 
 

@@ -70,11 +70,16 @@ OTHER_OPERATIONS = {
     ("POST", "/api/content/subscribed-library?action=probe"),
     ("POST", "/api/content/library/subscribed-item/{library_item_id}?action=sync"),
     ("POST", "/api/content/library/subscribed-item/{library_item_id}?action=evict"),
+    ("POST", "/api/content/library/{library}/subscriptions"),
+    ("GET", "/api/content/library/{library}/subscriptions"),
+    ("GET", "/api/content/library/{library}/subscriptions/{subscription}"),
+    ("PATCH", "/api/content/library/{library}/subscriptions/{subscription}"),
+    ("DELETE", "/api/content/library/{library}/subscriptions/{subscription}"),
 }
 # session 3 + local-library 5 + library 4 + item 6 + item file 2 + update-session 14 + download-session 10, and
 # local-library publish, item copy and publish, storage 2, changes 2, configuration 2, security policies, type,
-# subscribed library 8 and subscribed item 2
-EXPECTED_OPERATION_COUNT = 65
+# subscribed library 8, subscribed item 2, library subscriptions 5
+EXPECTED_OPERATION_COUNT = 70
 
 
 # -- swagger ------------------------------------------------------------------------------------------
@@ -196,6 +201,10 @@ def body_for(method: str, path: str, missing: str) -> Any:
         ("PATCH", "/api/content/subscribed-library/{library_id}"): {"description": "routes"},
         ("POST", "/api/content/subscribed-library?action=probe"): {"subscription_info": UNREACHABLE},
         ("POST", "/api/content/library/subscribed-item/{library_item_id}?action=sync"): {"force_sync_content": False},
+        ("POST", "/api/content/library/{library}/subscriptions"): {
+            "subscribed_library": {"target": "USE_EXISTING", "location": "LOCAL", "subscribed_library": missing}
+        },
+        ("PATCH", "/api/content/library/{library}/subscriptions/{subscription}"): {},
     }
     return bodies.get((method, path))
 

@@ -31,6 +31,7 @@ SERVICES = {
     "com.vmware.content.type",
     "com.vmware.content.subscribed_library",
     "com.vmware.content.library.subscribed_item",
+    "com.vmware.content.library.subscriptions",
 }
 
 

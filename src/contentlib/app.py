@@ -33,6 +33,7 @@ from contentlib.services.item_content import ItemContent
 from contentlib.services.libraries import Libraries
 from contentlib.services.subscribed import SubscribedLibraries
 from contentlib.services.subscriber import Subscriber
+from contentlib.services.subscriptions import Subscriptions
 from contentlib.services.trusted_certificates import TrustedCertificates
 from contentlib.services.update_sessions import UpdateSessions
 from contentlib.services.vcsp import VcspFeed
@@ -64,6 +65,7 @@ class App:
         self.configuration = Configuration(self.core)
         self.subscriber = Subscriber(self.core, self.libraries, self.update_sessions, self.configuration, self.trusted)
         self.subscribed = SubscribedLibraries(self.core, self.libraries, self.datastores, self.subscriber)
+        self.subscriptions = Subscriptions(self.core, self.libraries, self.subscribed)
         self.operations = operations.build(self)
         self.rest = RestApi(self)
         self.jsonrpc = JsonRpcApi(self)

@@ -47,6 +47,7 @@ from contentlib.privileges import (
     STORAGE,
     SUB,
     SUB_ITEM,
+    SUBS,
     TRUST,
     TYPE,
     US,
@@ -149,7 +150,7 @@ def build(app: Any) -> list[Operation]:
 
 def _table(app: Any) -> list[Operation]:
     auth, libs, us, ds, trust = app.auth, app.libraries, app.update_sessions, app.download_sessions, app.trusted
-    content, config, sub = app.item_content, app.configuration, app.subscribed
+    content, config, sub, subs = app.item_content, app.configuration, app.subscribed, app.subscriptions
 
     async def local_get(ctx: Any, library_id: str) -> Any:
         return await libs.get(ctx, library_id, local_only=True)
@@ -185,6 +186,13 @@ def _table(app: Any) -> list[Operation]:
     sub_update = (LIB_ID, _p("update_spec", "body", LibraryModel))
     probe = (_p("subscription_info", "field", SubscriptionInfo),)
     item_sync = (ITEM_ID, _p("force_sync_content", "field", bool), _p("sync_optional_files", "field", bool, False))
+    subscriptions, one = (
+        f"{base}/library/{{library}}/subscriptions",
+        f"{base}/library/{{library}}/subscriptions/{{subscription}}",
+    )
+    lib_p, sub_p = _p("library", "path"), _p("subscription", "path")
+    subs_create = (TOKEN, lib_p, _p("spec", "body", dict[str, Any]))
+    subs_update = (lib_p, sub_p, _p("spec", "body", dict[str, Any]))
     O = Operation  # noqa: E741 - a table reads better with a short constructor
     return [
         O(
@@ -561,9 +569,9 @@ def _table(app: Any) -> list[Operation]:
             204,
         ),
         # Publishing, copies, storage, content changes, the service's configuration and what it supports.
-        O(LOCAL, "publish", "POST", f"{local}/{{library_id}}", "publish", lib_publish, libs.publish_local, 204),
+        O(LOCAL, "publish", "POST", f"{local}/{{library_id}}", "publish", lib_publish, subs.publish_library, 204),
         O(ITEM, "copy", "POST", f"{item}/{{source_library_item_id}}", "copy", copy_params, content.copy, 200),
-        O(ITEM, "publish", "POST", f"{item}/{{library_item_id}}", "publish", publish_params, libs.publish_item, 204),
+        O(ITEM, "publish", "POST", f"{item}/{{library_item_id}}", "publish", publish_params, subs.publish_item, 204),
         O(STORAGE, "list", "GET", f"{item}/{{library_item_id}}/storage", None, (ITEM_ID,), content.list_storage, 200),
         O(STORAGE, "get", "GET", f"{item}/{{library_item_id}}/storage", None, storage_get, content.get_storage, 200),
         O(CHANGES, "list", "GET", f"{item}/{{library_item}}/changes", None, (CHANGED_ITEM,), content.list_changes, 200),
@@ -583,4 +591,9 @@ def _table(app: Any) -> list[Operation]:
         O(SUB, "probe", "POST", subscribed, "probe", probe, sub.probe, 200),
         O(SUB_ITEM, "sync", "POST", f"{sub_item}/{{library_item_id}}", "sync", item_sync, sub.sync_item, 204),
         O(SUB_ITEM, "evict", "POST", f"{sub_item}/{{library_item_id}}", "evict", (ITEM_ID,), sub.evict_item, 204),
+        O(SUBS, "create", "POST", subscriptions, None, subs_create, subs.create, 201),
+        O(SUBS, "list", "GET", subscriptions, None, (lib_p,), subs.list_all, 200),
+        O(SUBS, "get", "GET", one, None, (lib_p, sub_p), subs.get, 200),
+        O(SUBS, "update", "PATCH", one, None, subs_update, subs.update, 204),
+        O(SUBS, "delete", "DELETE", one, None, (lib_p, sub_p), subs.delete, 204),
     ]

@@ -18,6 +18,7 @@ POLICIES = "com.vmware.content.security_policies"
 TYPE = "com.vmware.content.type"
 SUB = "com.vmware.content.subscribed_library"
 SUB_ITEM = "com.vmware.content.library.subscribed_item"
+SUBS = "com.vmware.content.library.subscriptions"
 
 # What each operation requires of the caller, as operations.json's "privileges" (and the swagger file) name it. The
 # vendor checks most of them on the library or item a parameter names; roles here hold everywhere, so the privilege
@@ -78,4 +79,9 @@ PRIVILEGES: dict[tuple[str, str], tuple[str, ...]] = {
     (SUB, "probe"): ("ContentLibrary.ProbeSubscription",),
     (SUB_ITEM, "sync"): ("ContentLibrary.SyncLibraryItem",),
     (SUB_ITEM, "evict"): ("ContentLibrary.EvictLibraryItem",),
+    (SUBS, "create"): ("ContentLibrary.AddSubscription",),
+    (SUBS, "get"): _READ,
+    (SUBS, "list"): _READ,
+    (SUBS, "update"): ("ContentLibrary.UpdateSubscription",),
+    (SUBS, "delete"): ("ContentLibrary.DeleteSubscription",),
 }

@@ -1,11 +1,8 @@
 """Libraries (`com.vmware.content.library`, `.local_library`), items (`.library.item`) and item files
-(`.library.item.file`), and publishing them.
+(`.library.item.file`).
 
-Publishing (`local_library.publish`, `item.publish`) tells a published library's subscribers to synchronize. There
-are no subscriptions yet: a publish is counted (the library's and the item's `publish_version`, which raise the
-versions of the library's VCSP feed, services/vcsp.py, so that subscribers see it on their next sync), and a
-subscription it names does not exist (INVALID_ARGUMENT, as the contract says for a subscription that is not valid).
-`publish_info` itself (its rules, the password kept hashed, `publish_url`) is services/publish_info.py's.
+Publishing (`local_library.publish`, `item.publish`) is services/subscriptions.py's; `publish_info` itself (its
+rules, the password kept hashed, `publish_url`) is services/publish_info.py's.
 """
 
 from __future__ import annotations
@@ -14,7 +11,6 @@ from typing import Any
 
 from contentlib import errors
 from contentlib.model import (
-    DestinationSpec,
     ItemFindSpec,
     ItemModel,
     LibraryFindSpec,
@@ -62,19 +58,6 @@ def _check_policy(spec: LibraryModel, field: str) -> None:
             f"{field}.security_policy_id '{policy}' is not a security policy of this server "
             f"(security_policies.list names them: {', '.join(sorted(POLICY_IDS))}).",
             policy,
-        )
-
-
-def _check_subscriptions(subscriptions: list[DestinationSpec] | None, library_id: str) -> None:
-    """Every subscription named must be one of the library's: it has none (subscriptions do not exist yet)."""
-    if subscriptions:
-        named = ", ".join(repr(s.subscription) for s in subscriptions)
-        raise errors.invalid_argument(
-            f"The library {library_id} has no subscription {named}: subscriptions[].subscription must name one of "
-            "its subscriptions.",
-            library_id,
-            named,
-            msg_id="com.vmware.content.library.subscription.not_found",
         )
 
 
@@ -283,50 +266,18 @@ class Libraries:
             for item in items:
                 blobs += await self.store.delete_item(item["id"])
             await self.store.delete_library(library_id)
+            await self.store.forget_subscriptions(library_id)
         await self.core.discard_blobs(blobs)
 
     # -- publishing -------------------------------------------------------------------------------------------
     @staticmethod
-    def _require_published(row: Row, what: str) -> None:
+    def require_published(row: Row, what: str) -> None:
         if (load_json(row["extra"]).get("publish_info") or {}).get("published") is not True:
             raise errors.not_allowed(
                 f"{what}: the library {row['id']} is not published (publish_info.published is not true).",
                 row["id"],
                 msg_id="com.vmware.content.library.not_published",
             )
-
-    async def publish_local(
-        self, ctx: Ctx, library_id: str, subscriptions: list[DestinationSpec] | None = None
-    ) -> None:
-        async with self.store.transaction():
-            row = await self.library(library_id, local_only=True)
-            self._require_published(row, f"Cannot publish the library {library_id}")
-            _check_subscriptions(subscriptions, library_id)
-            await self.store.bump_publish_version("library", library_id)
-
-    async def publish_item(
-        self,
-        ctx: Ctx,
-        library_item_id: str,
-        force_sync_content: bool,
-        subscriptions: list[DestinationSpec] | None = None,
-    ) -> None:
-        """`force_sync_content` applies to on-demand subscriptions only, and there are none. The library's count
-        goes up too: a subscriber watches the library's to learn that one of its items was published."""
-        async with self.store.transaction():
-            item = await self.item(library_item_id)
-            row = await self.library(item["library_id"])
-            if row["type"] != "LOCAL":
-                raise errors.ApiError(
-                    "INVALID_ELEMENT_TYPE",
-                    "com.vmware.content.library.item.not_local",
-                    f"The library item {library_item_id} is a member of a subscribed library.",
-                    library_item_id,
-                )
-            self._require_published(row, f"Cannot publish the library item {library_item_id}")
-            _check_subscriptions(subscriptions, row["id"])
-            await self.store.bump_publish_version("item", library_item_id)
-            await self.store.bump_publish_version("library", row["id"])
 
     # -- items ------------------------------------------------------------------------------------------------
     def item_model(self, row: Row) -> dict[str, Any]:

@@ -96,7 +96,10 @@ class SubscribedLibraries:
             raise _inaccessible(e, info["subscription_url"]) from None
 
     # -- subscribed_library -------------------------------------------------------------------------------------
-    async def create(self, ctx: Ctx, create_spec: LibraryModel, client_token: str | None = None) -> str:
+    async def create(
+        self, ctx: Ctx, create_spec: LibraryModel, client_token: str | None = None, library_id: str | None = None
+    ) -> str:
+        """`library_id`: the id the new library gets (a subscription made for it names it first)."""
         token = check_client_token(client_token)
         if token is not None and (row := await self.store.library_by_token(token)) is not None:
             return str(row["id"])
@@ -126,7 +129,7 @@ class SubscribedLibraries:
             if (v := to_builtins(getattr(spec, k))) is not None:
                 extra[k] = v
         now = self.core.now()
-        library_id = self.core.new_id()
+        library_id = library_id or self.core.new_id()
         try:
             await self.store.insert_library(
                 {
@@ -219,6 +222,7 @@ class SubscribedLibraries:
                 blobs += await self.store.delete_item(item["id"])
             await self.store.delete_library(library_id)
             await self.store.delete_sync_state(library_id)
+            await self.store.forget_subscriptions(library_id)
         await self.core.discard_blobs(blobs)
 
     async def sync(self, ctx: Ctx, library_id: str) -> None:

@@ -161,6 +161,18 @@ CREATE TABLE library_syncs (
     last_error TEXT,
     feed_version TEXT
 );
+CREATE TABLE subscriptions (
+    id TEXT PRIMARY KEY,
+    library_id TEXT NOT NULL,
+    subscribed_library_id TEXT NOT NULL,
+    location TEXT NOT NULL,
+    vcenter TEXT,
+    placement TEXT NOT NULL,
+    token_sha256 TEXT,
+    created {real} NOT NULL,
+    client_token TEXT UNIQUE
+);
+CREATE UNIQUE INDEX subscriptions_pair ON subscriptions (library_id, subscribed_library_id);
 CREATE TABLE trusted_certificates (
     id TEXT PRIMARY KEY,
     cert_text TEXT NOT NULL,
@@ -234,7 +246,8 @@ MIGRATIONS: dict[int, str] = {
     ),
     # Subscribed libraries: the password a subscription sends its publisher (which needs it in clear), each item's
     # state against its publisher (whether its bytes are here, what the publisher said of it, which content version
-    # of the publisher's it holds), and each library's synchronization (asked for, running where, how it ended).
+    # of the publisher's it holds), each library's synchronization (asked for, running where, how it ended), and
+    # the subscriptions a published library knows of (library.subscriptions).
     7: ";".join(
         [
             "ALTER TABLE libraries ADD COLUMN subscription_password TEXT",
@@ -244,6 +257,10 @@ MIGRATIONS: dict[int, str] = {
             "ALTER TABLE items ADD COLUMN last_sync {real}",
             "CREATE TABLE library_syncs (library_id TEXT PRIMARY KEY, requested {real}, items TEXT, running TEXT, "
             "heartbeat {real}, last_sync {real}, last_error TEXT, feed_version TEXT)",
+            "CREATE TABLE subscriptions (id TEXT PRIMARY KEY, library_id TEXT NOT NULL, subscribed_library_id TEXT "
+            "NOT NULL, location TEXT NOT NULL, vcenter TEXT, placement TEXT NOT NULL, token_sha256 TEXT, "
+            "created {real} NOT NULL, client_token TEXT UNIQUE)",
+            "CREATE UNIQUE INDEX subscriptions_pair ON subscriptions (library_id, subscribed_library_id)",
         ]
     ),
 }

@@ -1,4 +1,5 @@
-"""The queries of subscribed libraries' synchronization (services/subscriber.py), beside SqlStore's others.
+"""The queries of subscribed libraries' synchronization (services/subscriber.py) and of published libraries'
+subscriptions (services/subscriptions.py), beside SqlStore's others.
 
 `library_syncs` holds one row per subscribed library that was ever synchronized or asked to be: `requested` (when
 a whole sync was asked for, until one starts), `items` (JSON: item ids asked for alone, each with whether its bytes
@@ -106,3 +107,48 @@ class SyncQueries:
         await self._exec("DELETE FROM item_files WHERE item_id=?", (item_id,))
         await self._exec("UPDATE items SET cached=0, synced_content=NULL WHERE id=?", (item_id,))
         return [r["blob_id"] for r in rows]
+
+    # -- a published library's subscriptions (`library.subscriptions`) ----------------------------------------------
+    async def insert_subscription(self, row: Row) -> bool:
+        """False when the library already has a subscription of that subscribed library."""
+        from contentlib.storage.sql import UniqueViolation  # sql.py builds on this module
+
+        cols = ",".join(row)
+        try:
+            await self._exec(
+                f"INSERT INTO subscriptions ({cols}) VALUES ({','.join('?' * len(row))})",
+                tuple(row.values()),
+                may_conflict=True,
+            )
+        except UniqueViolation:
+            return False
+        return True
+
+    async def subscription_by_token(self, token: str) -> Row | None:
+        return await self._one("SELECT * FROM subscriptions WHERE client_token=?", (token,))
+
+    async def get_subscription(self, library_id: str, subscription_id: str) -> Row | None:
+        return await self._one("SELECT * FROM subscriptions WHERE library_id=? AND id=?", (library_id, subscription_id))
+
+    async def list_subscriptions(self, library_id: str) -> list[Row]:
+        return await self._all("SELECT * FROM subscriptions WHERE library_id=? ORDER BY created, id", (library_id,))
+
+    async def update_subscription(self, subscription_id: str, fields: Row) -> None:
+        sets = ",".join(f"{k}=?" for k in fields)
+        await self._exec(f"UPDATE subscriptions SET {sets} WHERE id=?", (*fields.values(), subscription_id))
+
+    async def delete_subscription(self, subscription_id: str) -> None:
+        await self._exec("DELETE FROM subscriptions WHERE id=?", (subscription_id,))
+
+    async def forget_subscriptions(self, library_id: str) -> None:
+        """A library is deleted: the subscriptions it has as a publisher, and those it is the subscriber of."""
+        await self._exec(
+            "DELETE FROM subscriptions WHERE library_id=? OR subscribed_library_id=?", (library_id, library_id)
+        )
+
+    async def subscription_tokens(self, library_id: str) -> set[str]:
+        """The SHA-256s of the credentials the library's subscriptions on this server read its feed with."""
+        rows = await self._all(
+            "SELECT token_sha256 FROM subscriptions WHERE library_id=? AND token_sha256 IS NOT NULL", (library_id,)
+        )
+        return {r["token_sha256"] for r in rows}
