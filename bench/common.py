@@ -42,7 +42,7 @@ class BenchError(Exception):
 
 
 # The sections in the order they run: `--only` takes these names or their numbers (1-9).
-SECTIONS = ("limits", "upload", "api", "cycles", "ova", "jsonrpc", "scaleout", "govc", "peer")
+SECTIONS = ("limits", "upload", "api", "cycles", "ova", "jsonrpc", "scaleout", "govc", "peer", "vcspsync")
 
 
 @dataclass

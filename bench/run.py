@@ -52,6 +52,7 @@ from bench.peer import bench_peer
 from bench.scaleout import bench_scaleout
 from bench.server import Api, Server
 from bench.upload import bench_upload, make_source
+from bench.vcsp_sync import bench_vcsp_sync
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -198,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.wants("peer"):
             with rep.section("API request rate against vcsim"):
                 bench_peer(cfg, src, work, rep)
+        if cfg.wants("vcspsync"):
+            with rep.section("subscribed library sync", srv):
+                bench_vcsp_sync(cfg, srv, api, work, rep)
     except (BenchError, requests.RequestException) as e:
         rep.failed.append("setup")
         rep.add(f"**ERROR**: `{type(e).__name__}: {e}`")
