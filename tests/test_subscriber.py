@@ -14,11 +14,14 @@ tests/test_subscriber_faults.py.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import subkit as sk
+import vcsptree as vt
 from conftest import Api, ServerProcess, assert_error
 from ovfkit import build_package, disk_bytes
 
@@ -347,3 +350,27 @@ def test_the_official_sdk_drives_a_subscription(
     assert client.content.library.Item.get(items[0]).cached is False
     client.content.SubscribedLibrary.delete(lib)
     assert lib not in client.content.SubscribedLibrary.list()
+
+
+def test_a_static_tree_served_by_a_plain_file_server(sub: Api, sub_srv: ServerProcess, tmp_path: Path) -> None:
+    """tools/make_vcsp.py's tree under Python's http.server (no Range, no authentication): subscribed to, synced,
+    changed, re-generated, synced again."""
+    root = vt.build_tree(tmp_path / "tree", {"ubuntu": {"ubuntu.iso": ISO}, "vm": dict(PKG.files)})
+    with vt.StaticServer(root) as web:
+        lib = sk.subscribe(sub, web.url)
+        sk.wait_synced(sub, sub_srv, lib)
+        got = sk.items(sub, lib)
+        assert set(got) == {"ubuntu", "vm"} and got["ubuntu"]["type"] == "iso" and got["vm"]["type"] == "ovf"
+        assert sub.download(got["ubuntu"]["id"], "ubuntu.iso") == ISO
+        assert sub.download(got["vm"]["id"], "vm-disk1.vmdk") == PKG.files["vm-disk1.vmdk"]
+        new_iso = disk_bytes("iso-2", 70_000)
+        (root / "ubuntu" / "ubuntu.iso").write_bytes(new_iso)
+        shutil.rmtree(root / "vm")
+        vt.write_items(root, {"notes": {"readme.txt": b"static"}})
+        vt.make_vcsp(root)
+        sk.sync(sub, sub_srv, lib)
+        after = sk.items(sub, lib)
+        assert set(after) == {"ubuntu", "notes"}
+        assert after["ubuntu"]["id"] == got["ubuntu"]["id"]
+        assert sub.download(after["ubuntu"]["id"], "ubuntu.iso") == new_iso
+        assert sub.download(after["notes"]["id"], "readme.txt") == b"static"
