@@ -374,3 +374,32 @@ def test_a_static_tree_served_by_a_plain_file_server(sub: Api, sub_srv: ServerPr
         assert after["ubuntu"]["id"] == got["ubuntu"]["id"]
         assert sub.download(after["ubuntu"]["id"], "ubuntu.iso") == new_iso
         assert sub.download(after["notes"]["id"], "readme.txt") == b"static"
+
+
+def test_a_download_of_an_uncached_item_fetches_its_content(
+    sub: Api, sub_srv: ServerProcess, published: tuple[str, str, dict[str, str]]
+) -> None:
+    """On demand: prepare asks for the item's content and is PREPARING until it has arrived, then PREPARED."""
+    lib = sk.subscribe(sub, published[1], auth=("vcsp", PASSWORD), on_demand=True)
+    sk.wait_synced(sub, sub_srv, lib)
+    item = sk.items(sub, lib)["disk.iso"]["id"]
+    ds_path = "/api/content/library/item/download-session"
+    r = sub.post(ds_path, json={"library_item_id": item})
+    assert r.status_code == 201, r.text
+    ds = r.json()
+    listed = sub.get(f"{ds_path}/{ds}/file").json()
+    assert listed == [{"name": "disk.iso", "size": len(ISO), "bytes_transferred": 0, "status": "UNPREPARED"}]
+    r = sub.post(f"{ds_path}/{ds}/file", params={"action": "prepare"}, json={"file_name": "disk.iso"})
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] in ("PREPARING", "PREPARED")
+
+    def prepared() -> dict[str, Any] | None:
+        got = sub.get(f"{ds_path}/{ds}/file", params={"file_name": "disk.iso"})
+        assert got.status_code == 200, got.text
+        return got.json() if got.json()["status"] == "PREPARED" else None
+
+    info = sk.wait_for(prepared, what="the file to be prepared", srv=sub_srv)
+    assert info["size"] == len(ISO) and info["checksum_info"]["checksum"]
+    data = sub.http.get(info["download_endpoint"]["uri"], timeout=60)
+    assert data.status_code == 200 and data.content == ISO
+    assert sub.get(f"{sk.ITEM}/{item}").json()["cached"] is True

@@ -66,6 +66,7 @@ class App:
         self.subscriber = Subscriber(self.core, self.libraries, self.update_sessions, self.configuration, self.trusted)
         self.subscribed = SubscribedLibraries(self.core, self.libraries, self.datastores, self.subscriber)
         self.subscriptions = Subscriptions(self.core, self.libraries, self.subscribed)
+        self.download_sessions.fetch = self.subscribed.fetch
         self.operations = operations.build(self)
         self.rest = RestApi(self)
         self.jsonrpc = JsonRpcApi(self)

@@ -286,6 +286,10 @@ class SubscribedLibraries:
         content = force_sync_content or subscription_of(library).get("on_demand") is not True
         await self.subscriber.request(library["id"], {item["id"]: content})
 
+    async def fetch(self, item: Row) -> None:
+        """The content of an item of a subscribed library, asked for (a download session's prepare)."""
+        await self.subscriber.request(item["library_id"], {item["id"]: True})
+
     async def evict_item(self, ctx: Ctx, library_item_id: str) -> None:
         item, library = await self._item(library_item_id)
         if subscription_of(library).get("on_demand") is not True:
