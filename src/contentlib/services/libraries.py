@@ -147,33 +147,48 @@ class Libraries:
             )
         backings = [backing_row(ctx, b, i, self.datastores) for i, b in enumerate(create_spec.storage_backings)]
         _check_policy(create_spec, "create_spec")
-        now = self.core.now()
         extra = _extra(create_spec, "create_spec")
         published = await publish_info.for_create(create_spec.publish_info)
         if published is not None:
             extra["publish_info"] = published.info
-        lid = self.core.new_id()
+        password = None if published is None else published.password_hash
+        return await self.insert(create_spec, "LOCAL", backings, extra, token, publish_password=password)
+
+    async def insert(
+        self,
+        spec: LibraryModel,
+        kind: str,
+        backings: list[dict[str, Any]],
+        extra: dict[str, Any],
+        token: str | None,
+        library_id: str | None = None,
+        **columns: Any,
+    ) -> str:
+        """Store a new library made from a checked create spec; its id (that of the library made with the same
+        client token, when one already was)."""
+        now = self.core.now()
+        library_id = library_id or self.core.new_id()
         try:
             await self.store.insert_library(
                 {
-                    "id": lid,
-                    "name": create_spec.name,
-                    "description": create_spec.description or "",
-                    "type": "LOCAL",
+                    "id": library_id,
+                    "name": spec.name,
+                    "description": spec.description or "",
+                    "type": kind,
                     "storage_backings": dumps(backings),
                     "extra": dumps(extra),
                     "version": 1,
                     "created": now,
                     "modified": now,
                     "client_token": token,
-                    "publish_password": None if published is None else published.password_hash,
+                    **columns,
                 }
             )
         except TokenTaken:
             row = await self.store.library_by_token(token or "")
             assert row is not None
             return str(row["id"])
-        return lid
+        return library_id
 
     async def get(self, ctx: Ctx, library_id: str, local_only: bool = False) -> dict[str, Any]:
         row = await self.library(library_id, local_only)

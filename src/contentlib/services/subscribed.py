@@ -19,7 +19,7 @@ from contentlib.services.datastores import Datastores
 from contentlib.services.libraries import Libraries, backing_row
 from contentlib.services.subscriber import Subscriber, subscription_of
 from contentlib.services.vcsp_client import DEFAULT_USER, ProbeError, check_url
-from contentlib.storage.sql import Row, TokenTaken, dumps
+from contentlib.storage.sql import Row, dumps
 
 
 def _not_subscribed(library_id: str) -> errors.ApiError:
@@ -128,28 +128,9 @@ class SubscribedLibraries:
         for k in ("optimization_info", "configuration_info"):
             if (v := to_builtins(getattr(spec, k))) is not None:
                 extra[k] = v
-        now = self.core.now()
-        library_id = library_id or self.core.new_id()
-        try:
-            await self.store.insert_library(
-                {
-                    "id": library_id,
-                    "name": spec.name,
-                    "description": spec.description or "",
-                    "type": "SUBSCRIBED",
-                    "storage_backings": dumps(backings),
-                    "extra": dumps(extra),
-                    "version": 1,
-                    "created": now,
-                    "modified": now,
-                    "client_token": token,
-                    "subscription_password": password,
-                }
-            )
-        except TokenTaken:
-            row = await self.store.library_by_token(token or "")
-            assert row is not None
-            return str(row["id"])
+        library_id = await self.libraries.insert(
+            spec, "SUBSCRIBED", backings, extra, token, library_id, subscription_password=password
+        )
         await self.subscriber.request(library_id)  # "the Content Library Service will attempt to synchronize"
         return library_id
 

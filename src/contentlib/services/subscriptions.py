@@ -272,14 +272,8 @@ class Subscriptions:
         subscription that does not have the item yet gets it with a sync of its library."""
         async with self.store.transaction():
             item = await self.libraries.item(library_item_id)
+            await self.libraries.require_writable(item, "Cannot publish")
             row = await self.libraries.library(item["library_id"])
-            if row["type"] != "LOCAL":
-                raise errors.ApiError(
-                    "INVALID_ELEMENT_TYPE",
-                    "com.vmware.content.library.item.not_local",
-                    f"The library item {library_item_id} is a member of a subscribed library.",
-                    library_item_id,
-                )
             self.libraries.require_published(row, f"Cannot publish the library item {library_item_id}")
             targets = await self._targets(row["id"], subscriptions)
             await self.store.bump_publish_version("item", library_item_id)
