@@ -176,8 +176,12 @@ class Subscriber:
                 version = await self.sync_library(lib, pub, taken["feed_version"])
             for item_id, content in (load_json(taken["items"]) or {}).items():
                 await self.sync_one(lib, pub, item_id, content)
-        except (ProbeError, errors.ApiError) as e:
-            text = e.text if isinstance(e, ProbeError) else e.messages[0]["default_message"]
+        except Exception as e:  # recorded, whatever it was: the request was taken, and must end
+            if isinstance(e, ProbeError | errors.ApiError):
+                text = e.text if isinstance(e, ProbeError) else e.messages[0]["default_message"]
+            else:
+                log.exception("the sync of library %s broke", library_id)
+                text = f"{e.__class__.__name__}: {e}"
             log.warning("the sync of library %s failed: %s", library_id, text)
             failure = message_json(SYNC_FAILED, f"The sync of the library {library_id} failed: {text}", text)
             await self.store.finish_sync(library_id, self.owner, None, failure, None)
