@@ -238,6 +238,8 @@ class Subscriber:
         """Items gone from the publisher go, new ones are made (uncached), changed ones take the publisher's name,
         description and type; the rows by publisher id. Names are unique in a library: an item that takes another's
         old name (a swap) first gets a name of its own for a moment."""
+        if await self.store.get_library(lib["id"]) is None:
+            raise errors.not_found("library", lib["id"])  # deleted meanwhile: nothing to mirror into
         by_source = {r["source_id"]: r for r in local}
         listed = {r.id for r in remote}
         if remove:
@@ -304,6 +306,8 @@ class Subscriber:
 
         async def one(row: Row, remote: RemoteItem) -> None:
             async with limit:
+                if await self.store.get_library(lib["id"]) is None:
+                    return  # deleted meanwhile (in another process): its items went with it
                 try:
                     await self.fetch(row, remote, pub)
                 except errors.ApiError as e:
