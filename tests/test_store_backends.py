@@ -1335,9 +1335,33 @@ def test_blob_delete_orphans_respects_the_grace_period(run_blobs: Callable[..., 
 
 
 # -- schema migrations -----------------------------------------------------------------------------------------------
+def version_6_statements(real: str, integer: str) -> list[str]:
+    """The schema of version 6: today's, without what migration 7 adds (subscribed libraries: a column of libraries,
+    four of items, the library_syncs and subscriptions tables)."""
+    statements = [
+        s
+        for s in schema_statements(real, integer)
+        if not s.startswith(
+            ("CREATE TABLE library_syncs", "CREATE TABLE subscriptions", "CREATE UNIQUE INDEX subscriptions")
+        )
+    ]
+    for table, added in (
+        ("libraries", ",\n    subscription_password TEXT"),
+        (
+            "items",
+            f",\n    cached {integer} NOT NULL DEFAULT 1,\n    remote TEXT,\n    synced_content TEXT,"
+            f"\n    last_sync {real}",
+        ),
+    ):
+        i = next(i for i, s in enumerate(statements) if s.startswith(f"CREATE TABLE {table} "))
+        assert added in statements[i], statements[i]
+        statements[i] = statements[i].replace(added, "")
+    return statements
+
+
 def version_5_statements(real: str, integer: str) -> list[str]:
-    """The schema of version 5: today's, without what migration 6 adds (the VCSP feed's columns of libraries)."""
-    statements = schema_statements(real, integer)
+    """The schema of version 5: version 6's, without what migration 6 adds (the VCSP feed's columns of libraries)."""
+    statements = version_6_statements(real, integer)
     i = next(i for i, s in enumerate(statements) if s.startswith("CREATE TABLE libraries "))
     added = f",\n    feed_removed {integer} NOT NULL DEFAULT 0,\n    publish_password TEXT"
     assert added in statements[i]
@@ -1389,6 +1413,7 @@ def old_database(kind: str, tmp_path: Path, version: int, rows: list[str]) -> tu
         3: version_3_statements,
         4: version_4_statements,
         5: version_5_statements,
+        6: version_6_statements,
     }[version]
     statements = older(real, integer) + rows
     if kind == "sqlite":
@@ -1565,6 +1590,39 @@ def test_a_version_5_database_is_migrated(kind: str, tmp_path: Path) -> None:
     async def reopened(store: SqlStore) -> None:  # migrated once: adding the columns again would fail
         lib = await store.get_library("lib-1")
         assert lib is not None and (lib["feed_removed"], lib["publish_password"]) == (9, "$argon2id$hash")
+
+    try:
+        backend.run(body)
+        backend.run(reopened)
+    finally:
+        if url:
+            pg_drop_database(url)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_a_version_6_database_is_migrated(kind: str, tmp_path: Path) -> None:
+    """A database written before subscribed libraries opens with its items cached (their bytes are here), no sync
+    state and no subscriptions; the new columns and tables work at once, and the migration runs once."""
+    rows = [
+        "INSERT INTO libraries (id, name, description, type, storage_backings, extra, version, created, modified) "
+        "VALUES ('lib-1', 'old', '', 'LOCAL', '[]', '{}', 1, 1, 2)",
+        "INSERT INTO items (id, library_id, name, description, type, source_id, version, metadata_version, "
+        "content_version, created, modified) VALUES ('item-1', 'lib-1', 'disk', '', NULL, NULL, 1, 1, 1, 1, 2)",
+    ]
+    backend, url = old_database(kind, tmp_path, 6, rows)
+
+    async def body(store: SqlStore) -> None:
+        item = await store.get_item("item-1")
+        assert item is not None and (item["cached"], item["remote"], item["last_sync"]) == (1, None, None)
+        lib = await store.get_library("lib-1")
+        assert lib is not None and lib["subscription_password"] is None
+        assert await store.sync_states() == [] and await store.list_subscriptions("lib-1") == []
+        async with store.transaction():
+            await store.request_sync("lib-1", 5.0)
+
+    async def reopened(store: SqlStore) -> None:  # migrated once: adding the columns again would fail
+        state = await store.sync_state("lib-1")
+        assert state is not None and state["requested"] == 5.0
 
     try:
         backend.run(body)

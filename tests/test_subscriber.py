@@ -403,3 +403,70 @@ def test_a_download_of_an_uncached_item_fetches_its_content(
     data = sub.http.get(info["download_endpoint"]["uri"], timeout=60)
     assert data.status_code == 200 and data.content == ISO
     assert sub.get(f"{sk.ITEM}/{item}").json()["cached"] is True
+
+
+DEFAULTS: dict[str, bool | int] = {
+    "automatic_sync_enabled": True,
+    "automatic_sync_start_hour": 20,
+    "automatic_sync_stop_hour": 7,
+    "automatic_sync_refresh_interval": 240,
+}
+
+
+@pytest.mark.parametrize(
+    ("hour", "config", "enabled", "since", "due"),
+    [
+        (21, {}, True, 240 * 60, True),  # vCenter's defaults: 20:00-07:00, every 240 minutes
+        (3, {}, True, 240 * 60, True),  # the window wraps past midnight
+        (12, {}, True, 240 * 60, False),  # outside it
+        (21, {}, True, 239 * 60, False),  # not yet
+        (21, {}, False, 10**6, False),  # the library's own switch
+        (21, {"automatic_sync_enabled": False}, True, 10**6, False),  # the service's
+        (12, {"automatic_sync_start_hour": 9, "automatic_sync_stop_hour": 17}, True, 240 * 60, True),
+        (17, {"automatic_sync_start_hour": 9, "automatic_sync_stop_hour": 17}, True, 240 * 60, False),
+        (12, {"automatic_sync_start_hour": 5, "automatic_sync_stop_hour": 5}, True, 240 * 60, True),  # all day
+        (
+            12,
+            {"automatic_sync_start_hour": 5, "automatic_sync_stop_hour": 5, "automatic_sync_refresh_interval": 1},
+            True,
+            60,
+            True,
+        ),
+    ],
+)
+def test_when_an_automatic_sync_is_due(
+    hour: int, config: dict[str, Any], enabled: bool, since: float, due: bool
+) -> None:
+    from contentlib.services.subscriber import automatic_due
+
+    now = 86400 * 20000 + hour * 3600 + 600.0  # a day at HH:10 UTC
+    assert automatic_due(now, {**DEFAULTS, **config}, enabled, now - since) is due
+
+
+def test_automatic_sync_runs_on_its_own(pub: Api, sub: Api, sub_srv: ServerProcess) -> None:
+    """content.configuration all day, every minute: a library with automatic_sync_enabled picks a change up without
+    a sync call; one without it does not."""
+    r = sub.patch(
+        "/api/content/configuration",
+        json={
+            "automatic_sync_enabled": True,
+            "automatic_sync_start_hour": 0,
+            "automatic_sync_stop_hour": 0,
+            "automatic_sync_refresh_interval": 1,
+        },
+    )
+    assert r.status_code == 204, r.text
+    source, url = sk.publish(pub)
+    auto = sk.subscribe(sub, url, automatic=True)
+    manual = sk.subscribe(sub, url)
+    sk.wait_synced(sub, sub_srv, auto)
+    sk.wait_synced(sub, sub_srv, manual)
+    pub.put_files(pub.create_item(source, "later"), {"later.txt": b"on its own"})
+
+    def synced() -> dict[str, Any] | None:
+        later = sk.items(sub, auto).get("later")
+        return later if later and later["cached"] else None
+
+    got = sk.wait_for(synced, timeout=120, what="the automatic sync", srv=sub_srv)
+    assert sub.download(got["id"], "later.txt") == b"on its own"
+    assert sk.items(sub, manual) == {}, "no automatic sync for a library that did not ask for one"

@@ -106,13 +106,15 @@ class Subscriber:
         now = self.core.now()
         states = {s["library_id"]: s for s in await self.store.sync_states()}
         config = await self.config.values()
-        if config["automatic_sync_enabled"] and _in_window(now, config):
-            interval = float(config["automatic_sync_refresh_interval"]) * 60
+        if config["automatic_sync_enabled"]:
             for lib in await self.store.list_libraries("SUBSCRIBED"):
-                state = states.get(lib["id"])
-                last = (state or {}).get("last_sync") or lib["created"]
-                pending = state is not None and (state["requested"] is not None or state["running"] is not None)
-                if subscription_of(lib).get("automatic_sync_enabled") and now - last >= interval and not pending:
+                state = states.get(lib["id"]) or {}
+                if state.get("requested") is not None or state.get("running") is not None:
+                    continue
+                # The last attempt counts, not only the last success: a publisher that is down is tried again
+                # one interval later, not at every sweep.
+                last = max(state.get("last_sync") or 0, state.get("heartbeat") or 0, lib["created"])
+                if automatic_due(now, config, subscription_of(lib).get("automatic_sync_enabled") is True, last):
                     await self.store.request_sync(lib["id"], now)
                     states[lib["id"]] = {"requested": now}
         for library_id, state in states.items():
@@ -371,6 +373,14 @@ class Subscriber:
 def _stale(row: Row, remote: RemoteItem) -> bool:
     """Whether the item's bytes must be fetched: it has none, or not those of the publisher's content version."""
     return not row["cached"] or row["synced_content"] != remote.content_version
+
+
+def automatic_due(now: float, config: dict[str, bool | int], enabled: bool, last: float) -> bool:
+    """Whether a library's automatic sync is due: automatic sync on for it and for the service, the hour within
+    the window, and `automatic_sync_refresh_interval` minutes since its last attempt."""
+    if not (enabled and config["automatic_sync_enabled"] and _in_window(now, config)):
+        return False
+    return now - last >= float(config["automatic_sync_refresh_interval"]) * 60
 
 
 def _in_window(now: float, config: dict[str, bool | int]) -> bool:
