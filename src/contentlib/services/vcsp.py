@@ -50,6 +50,7 @@ class FeedFile:
 
     name: str
     size: int
+    generation: int  # the item's content version: its `etag` and `generationNum` in item.json
     blob_id: str | None = None
     data: bytes | None = None
 
@@ -65,7 +66,7 @@ def vcsp_type(item_type: str | None, names: list[str]) -> str:
     return "vcsp.other"
 
 
-def _manifest(files: list[Row]) -> FeedFile | None:
+def _manifest(files: list[Row], generation: int) -> FeedFile | None:
     """The manifest the feed adds to an OVF item that has a descriptor and no manifest: `SHA1(name)= digest` for
     the descriptor and every other file (the OVF manifest format; digests recorded when each file was uploaded)."""
     names = [f["file_name"] for f in files]
@@ -74,7 +75,7 @@ def _manifest(files: list[Row]) -> FeedFile | None:
         return None
     name = descriptors[0].rsplit(".", 1)[0] + ".mf"
     data = "".join(f"SHA1({f['file_name']})= {f['file_sha1'].lower()}\n" for f in files).encode()
-    return FeedFile(name, len(data), data=data)
+    return FeedFile(name, len(data), generation, data=data)
 
 
 def _href(item_id: str, name: str) -> str:
@@ -120,13 +121,20 @@ class VcspFeed:
         if failures is not None:
             await self.store.clear_login_failures(key)
 
-    async def lib_json(self, library: Row) -> dict[str, Any]:
-        version = str(await self.store.feed_version(library["id"]))
+    async def version(self, library: Row) -> int:
+        """The feed's version (lib.json `version`). Read it before the document it labels (lib_json, items_json):
+        a change in between then labels a newer document with an older version, which only makes a subscriber
+        fetch it again, never keep an older document under a newer version."""
+        return await self.store.feed_version(library["id"])
+
+    async def lib_json(self, library: Row, version: int) -> dict[str, Any]:
+        """lib.json at `version` (read before): the library's name is read again after it."""
+        row = await self.store.get_library(library["id"]) or library
         return {
             "vcspVersion": VCSP_VERSION,
-            "version": version,
-            "contentVersion": version,
-            "name": library["name"],
+            "version": str(version),
+            "contentVersion": str(version),
+            "name": row["name"],
             "id": f"urn:uuid:{library['id']}",
             "created": fmt_time(library["created"]),
             "capabilities": CAPABILITIES,
@@ -158,9 +166,10 @@ class VcspFeed:
     @staticmethod
     def _files(rows: list[Row]) -> list[FeedFile]:
         files = [r for r in rows if r["file_name"] is not None]
-        feed = [FeedFile(f["file_name"], int(f["file_size"]), blob_id=f["file_blob"]) for f in files]
+        generation = int(rows[0]["content_version"])
+        feed = [FeedFile(f["file_name"], int(f["file_size"]), generation, blob_id=f["file_blob"]) for f in files]
         if vcsp_type(rows[0]["type"], [f["file_name"] for f in files]) == "vcsp.ovf":
-            manifest = _manifest(files)
+            manifest = _manifest(files, generation)
             if manifest is not None:
                 feed.append(manifest)
         return feed
