@@ -87,6 +87,8 @@ def test_json_documents_are_revalidated_with_their_etag(api: Api) -> None:
             else:
                 assert r.status_code == 304 and after[href][0] == tag, href
         assert after["lib.json"][1] != before["lib.json"][1] or not hrefs  # the version a subscriber reads grew
+        # items.json (kept encoded per process while the version stays) is what every item.json says now
+        assert after["items.json"][1]["items"] == [feed.json(i["selfHref"]) for i in after["items.json"][1]["items"]]
         return after
 
     docs = changed(docs, set())  # nothing happened: nothing changed

@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from contentlib import errors
 from contentlib.protocols import conditional
 from contentlib.protocols.data import send_blob, send_bytes
-from contentlib.protocols.http import basic_credentials, header, internal, json_response
+from contentlib.protocols.http import JSON_HEADERS, basic_credentials, header, internal, json_response
 from contentlib.services.publish_info import FEED_PATH
 from contentlib.services.vcsp import ITEM_FILE, ITEMS_FILE, VcspFeed
 from contentlib.storage.blobs import BlobStore
@@ -75,10 +76,11 @@ class VcspApi:
         return _json(await self.feed.lib_json(library, version), tag)
 
     async def items(self, request: web.Request, library: Row) -> web.StreamResponse:
-        tag = _etag("items", await self.feed.version(library))  # before the items: see VcspFeed.version
+        version = await self.feed.version(library)  # before the items: see VcspFeed.version
+        tag = _etag("items", version)
         if conditional.not_modified(request, tag):
             return conditional.not_modified_response(tag, _NO_CACHE)
-        return _json(await self.feed.items_json(library), tag)
+        return _json_body(await self.feed.items_body(library, version), tag)
 
     async def item(self, request: web.Request, library: Row) -> web.StreamResponse:
         item = await self.feed.item_json(library, request.match_info["item_id"])
@@ -115,7 +117,8 @@ def _etag(kind: str, version: int | str) -> str:
 
 
 def _json(value: Any, etag: str) -> web.Response:
-    response = json_response(200, value)
-    response.headers.update(_NO_CACHE)
-    response.headers["ETag"] = etag
-    return response
+    return _json_body(msgspec.json.encode(value), etag)
+
+
+def _json_body(body: bytes, etag: str) -> web.Response:
+    return web.Response(status=200, body=body, headers={**JSON_HEADERS, **_NO_CACHE, "ETag": etag})
