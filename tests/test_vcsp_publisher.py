@@ -367,6 +367,26 @@ def test_changing_the_password_needs_the_current_one(api: Api) -> None:
     assert feed_of(api, opened).get().status_code == 401 and feed_of(api, opened, ("vcsp", "p-Pa55")).get().ok
 
 
+def test_a_changed_publish_password_counts_at_once_in_every_worker(make_server: Callable[..., ServerProcess]) -> None:
+    """A verified publish password is remembered per process (argon2 costs tens of milliseconds a request), keyed by
+    the stored hash: after a change the old password is refused at once by every worker, though each had just
+    accepted it, and the new one accepted."""
+    srv = make_server(args=["--workers", "2"])
+    api = Api(srv.base)
+    lib = api.create_library(publish_info=BASIC)
+    url = library_info(api, lib)["publish_info"]["publish_url"]
+
+    def answer(auth: tuple[str, str]) -> int:
+        # a new connection each time: the kernel spreads them over both workers
+        return requests.get(url, auth=auth, timeout=30).status_code
+
+    assert {answer(VCSP) for _ in range(24)} == {200}  # remembered now, in both workers
+    r = api.patch(f"{LL}/{lib}", json={"publish_info": {"password": "changed-Pa55", "current_password": VCSP[1]}})
+    assert r.status_code == 204, r.text
+    # each refusal followed by a success, which clears the failures counted (no slowed-down answers)
+    assert {(answer(VCSP), answer(("vcsp", "changed-Pa55"))) for _ in range(24)} == {(401, 200)}
+
+
 def forget_publish_password(srv: ServerProcess, lib: str) -> None:
     """Make `lib` what a library published with BASIC before schema 6 is: no publish password stored (the server
     is stopped while its database is changed, as an upgrade finds it)."""
