@@ -34,6 +34,7 @@ from contentlib.services.libraries import Libraries
 from contentlib.services.trusted_certificates import TrustedCertificates
 from contentlib.services.update_sessions import UpdateSessions
 from contentlib.services.vcsp import VcspFeed
+from contentlib.services.vcsp_persist import FeedPersister
 from contentlib.storage import open_blobs, open_store
 from contentlib.storage.blobs import BlobStore
 from contentlib.storage.sql import SqlStore
@@ -66,7 +67,9 @@ class App:
         self.legacy_rest = LegacyRestApi(self)
         self.soap = SoapApi(self)
         self.data = DataPlane(self.update_sessions.transfers, self.download_sessions, blobs)
-        self.vcsp = VcspApi(VcspFeed(self.core), blobs)
+        feed = VcspFeed(self.core)
+        self.vcsp = VcspApi(feed, blobs)
+        self.persisted_feeds = FeedPersister(feed, self.store, blobs)
         self._proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
         self._background: list[asyncio.Task[None]] = []  # the sweeper and the transfer watchdog
         self._last_gc = 0.0
@@ -182,7 +185,7 @@ class App:
 
     async def sweep(self) -> None:
         """Expire idle ACTIVE sessions, delete finished ones after the retention period, forget idle API
-        sessions, and now and then delete orphaned blobs."""
+        sessions, now and then delete orphaned blobs, and write the VCSP feeds persisted into the storage."""
         now = time.time()
         await self.update_sessions.transfers.fail_stalled(before=now - self.settings.transfer_stall_timeout)
         await self.update_sessions.sweep(now)
@@ -191,6 +194,10 @@ class App:
         await self.store.maintain()
         if now - self._last_gc >= _GC_EVERY:
             await self.collect_garbage()
+        try:  # the feeds published with persist_json_enabled, written into the storage
+            await self.persisted_feeds.sync()
+        except Exception:
+            log.exception("writing the persisted VCSP feeds failed")
 
     async def collect_garbage(self, grace: float = _GC_GRACE) -> int:
         """Delete blobs nothing references (left by a crash between writing a blob and recording it, or by

@@ -4,6 +4,8 @@ On-disk layout under the data dir:
 
     blobs/
       <update session id>/<uuid>     one file's bytes, staged by that session (blob id "<session id>/<uuid>")
+    vcsp/<library id>/                the documents of a feed persisted with `persist_json_enabled`: lib.json,
+                                      items.json, <item id>/item.json (written whole: a temporary file renamed)
 
 A blob is written once, under a fresh id, and never modified. Whether anybody sees it is decided by the metadata
 alone: an update session's file row points at its staged blob, and `complete` moves that pointer into the item's
@@ -90,8 +92,9 @@ class FileSink:
 class FileBlobStore:
     """The BlobStore on a local (or shared) filesystem."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, documents: Path | None = None) -> None:
         self.root = root
+        self.documents = documents or root.parent  # the data dir: the documents are never among the blobs
         root.mkdir(parents=True, exist_ok=True)
 
     def path(self, blob_id: str) -> Path:
@@ -169,6 +172,61 @@ class FileBlobStore:
         """The filesystem's size and the bytes an unprivileged writer may still use (statvfs)."""
         st = await run_blocking(os.statvfs, self.root)
         return st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
+
+    def document_path(self, key: str) -> Path:
+        parts = key.split("/")
+        if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or parts[0] == "blobs":
+            raise ValueError(f"not a document key: {key!r}")
+        return self.documents / key
+
+    def document_uri(self, key: str) -> str:
+        return self.document_path(key).resolve().as_uri()
+
+    async def put_document(self, key: str, data: bytes) -> None:
+        def write() -> None:
+            path = self.document_path(key)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+
+        await run_blocking(write)
+
+    async def read_document(self, key: str) -> bytes | None:
+        def read() -> bytes | None:
+            try:
+                return self.document_path(key).read_bytes()
+            except FileNotFoundError:
+                return None
+
+        data: bytes | None = await run_blocking(read)
+        return data
+
+    async def list_documents(self, prefix: str) -> list[str]:
+        def listing() -> list[str]:
+            top = self.document_path(prefix.rstrip("/"))
+            if not top.is_dir():
+                return []
+            return sorted(
+                f.relative_to(self.documents).as_posix()
+                for f in top.rglob("*")
+                if f.is_file() and not f.name.endswith(".tmp")
+            )
+
+        return list(await run_blocking(listing))
+
+    async def delete_documents(self, keys: list[str]) -> None:
+        def delete_them() -> None:
+            for key in keys:
+                path = self.document_path(key)
+                path.unlink(missing_ok=True)
+                for folder in path.parents:  # folders left empty, up to the top one (`vcsp`)
+                    if folder == self.documents or folder.parent == self.documents:
+                        break
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()
+
+        await run_blocking(delete_them)
 
     async def close(self) -> None:
         pass
