@@ -1364,6 +1364,32 @@ def test_documents_are_written_whole_listed_and_deleted_beside_the_blobs(run_blo
     run_blobs(body)
 
 
+def test_a_blob_copied_to_a_document_has_its_bytes(
+    run_blobs: Callable[..., None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A persisted feed's files: a hard link on disk (no bytes copied), a server-side copy on S3, in parts beyond
+    `_COPY_PART` (made small here: S3 parts are at least 5 MiB, but the last); the blob itself unchanged."""
+    import contentlib.storage.s3
+
+    monkeypatch.setattr(contentlib.storage.s3, "_COPY_PART", 5 * 1024 * 1024)
+
+    async def body(blobs: BlobBackend) -> None:
+        store = blobs.store
+        top = f"vcsp/{uuid.uuid4()}/"
+        for size in (0, 1000, 11 * 1024 * 1024 + 3):
+            data, bid = os.urandom(size), blob_id()
+            await write_blob(store, bid, data)
+            await store.copy_to_document(bid, top + f"item/{size}.iso")
+            await store.copy_to_document(bid, top + f"item/{size}.iso")  # again: replaced
+            assert await store.read_document(top + f"item/{size}.iso") == data
+            assert await read(store, bid) == data
+            if isinstance(store, FileBlobStore):
+                assert store.document_path(top + f"item/{size}.iso").stat().st_nlink == 2  # the blob's own bytes
+        assert len(await store.list_documents(top)) == 3 and len(await store.list_ids()) == 3
+
+    run_blobs(body)
+
+
 # -- schema migrations -----------------------------------------------------------------------------------------------
 def version_5_statements(real: str, integer: str) -> list[str]:
     """The schema of version 5: today's, without what migration 6 adds (the VCSP feed's columns of libraries)."""

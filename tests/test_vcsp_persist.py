@@ -1,7 +1,7 @@
 """`publish_info.persist_json_enabled` (issue 12 point 1): the VCSP feed of a library published with it is also
-written into the storage, `vcsp/<library id>/lib.json`, `items.json` and `<item id>/item.json` (under the data dir
-on local disk, under the server's prefix on S3), kept up to date by the sweeper after every change, and removed
-when the library stops being published with it.
+written into the storage, `vcsp/<library id>/lib.json`, `items.json`, `<item id>/item.json` and the items' files
+where their hrefs say (under the data dir on local disk, under the server's prefix on S3), kept up to date by the
+sweeper after every change, and removed when the library stops being published with it.
 
 Contract: PublishInfo.persist_json_enabled (types.json): "Whether library and library item metadata are persisted
 in the storage backing as JSON files. This flag only applies if the local library is published." The documents
@@ -16,9 +16,11 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from conftest import S3_BUCKET, Api, ServerProcess
+from ovfkit import build_package, disk_bytes
 from test_vcsp_publisher import ITEM, LL, OPEN, feed_of, library_info
 from vcsptree import Feed, StaticServer
 
@@ -43,15 +45,26 @@ def raw_documents(srv: ServerProcess, lib: str) -> dict[str, bytes]:
     return {k[len(prefix) :]: s3.get_object(Bucket=S3_BUCKET, Key=k)["Body"].read() for k in keys}
 
 
+def is_json(name: str) -> bool:
+    """lib.json, items.json and `<item id>/item.json`; the rest are the items' files."""
+    return name in ("lib.json", "items.json") or (name.count("/") == 1 and name.endswith("/item.json"))
+
+
 def documents(srv: ServerProcess, lib: str) -> dict[str, Any]:
-    return {name: json.loads(data) for name, data in raw_documents(srv, lib).items()}
+    """The persisted documents decoded, and the files' bytes, by their path under `vcsp/<lib>/`."""
+    return {name: json.loads(data) if is_json(name) else data for name, data in raw_documents(srv, lib).items()}
 
 
 def served(feed: Feed) -> dict[str, Any]:
-    """The feed as the server serves it, keyed like `documents`."""
+    """The feed as the server serves it, keyed like `documents`: every document, and every file at the path its
+    href names."""
     out: dict[str, Any] = {"lib.json": feed.json(), "items.json": feed.json("items.json")}
     for item in out["items.json"]["items"]:
         out[item["selfHref"]] = feed.json(item["selfHref"])
+        for f in item["files"]:
+            r = feed.get(f["hrefs"][0])
+            assert r.status_code == 200 and len(r.content) == f["size"], f
+            out[unquote(f["hrefs"][0])] = r.content
     return out
 
 
@@ -85,7 +98,11 @@ def test_the_feed_is_written_into_the_storage_and_kept_up_to_date(srv: ServerPro
     other = api.create_item(lib, name="notes")
     api.put_files(other, {"a.txt": b"alpha"})
     docs = settled(srv, lib, feed)
-    assert set(docs) == {"lib.json", "items.json", f"{iso}/item.json", f"{other}/item.json"}
+    assert set(docs) == {"lib.json", "items.json", f"{iso}/item.json", f"{other}/item.json"} | {
+        f"{iso}/ubuntu.iso",
+        f"{other}/a.txt",
+    }
+    assert docs[f"{iso}/ubuntu.iso"] == b"iso bytes"
     assert [i["name"] for i in docs["items.json"]["items"]] == ["ubuntu", "notes"]
     first = int(docs["lib.json"]["version"])
 
@@ -94,12 +111,13 @@ def test_the_feed_is_written_into_the_storage_and_kept_up_to_date(srv: ServerPro
     assert api.patch(f"{ITEM}/{other}", json={"name": "renamed"}).status_code == 204
     docs = settled(srv, lib, feed)
     assert docs[f"{iso}/item.json"]["files"][0]["size"] == len(b"new iso bytes")
+    assert docs[f"{iso}/ubuntu.iso"] == b"new iso bytes"
     assert docs[f"{other}/item.json"]["name"] == "renamed"
     assert api.delete(f"{ITEM}/{other}").status_code == 204
     third = api.create_item(lib, name="third")
     assert api.patch(f"{LL}/{lib}", json={"name": f"renamed-{uuid.uuid4().hex[:6]}"}).status_code == 204
     docs = settled(srv, lib, feed)
-    assert set(docs) == {"lib.json", "items.json", f"{iso}/item.json", f"{third}/item.json"}
+    assert set(docs) == {"lib.json", "items.json", f"{iso}/item.json", f"{third}/item.json", f"{iso}/ubuntu.iso"}
     assert int(docs["lib.json"]["version"]) > first
 
     # a library published without it has none; one that turns it off, or is unpublished or deleted, loses them
@@ -126,8 +144,11 @@ def test_a_plain_file_server_serves_the_persisted_documents(srv: ServerProcess, 
     endpoint whose documents are the server's."""
     api = Api(srv.base)
     lib = api.create_library(publish_info=PERSISTED)
-    for name in ("one", "two"):
-        api.put_files(api.create_item(lib, name=name), {f"{name}.iso": name.encode()})
+    api.put_files(api.create_item(lib, name="one"), {"one.iso": b"one"})
+    # an OVF item: its descriptor, disk and the manifest the feed makes; a file named item.json; an odd name
+    pkg = build_package("vm", disks={"vm-disk1.vmdk": disk_bytes("disk1", 40_000)})
+    api.put_files(api.create_item(lib, name="appliance"), pkg.files)
+    api.put_files(api.create_item(lib, name="notes"), {"item.json": b"not json", "a b%c.txt": b"odd"})
     feed = feed_of(api, lib)
     settled(srv, lib, feed)
     root = srv.data_dir / "vcsp" / lib
@@ -137,8 +158,14 @@ def test_a_plain_file_server_serves_the_persisted_documents(srv: ServerProcess, 
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             (root / name).write_bytes(data)
     with StaticServer(root) as static:
-        lib_json, items = Feed(static.url).feed()  # every item.json checked against items.json
+        plain = Feed(static.url)
+        lib_json, items = plain.feed()  # every item.json checked against items.json
         assert lib_json == feed.json() and items == feed.items()
+        for item in items.values():
+            for f in item["files"]:  # every file where its href says, the same bytes
+                got = plain.get(f["hrefs"][0])
+                assert got.status_code == 200 and got.content == feed.get(f["hrefs"][0]).content, f
+        assert {f["name"] for f in items["appliance"]["files"]} == {"vm.ovf", "vm-disk1.vmdk", "vm.mf"}
 
 
 def test_the_documents_survive_a_restart_and_the_garbage_collector(srv: ServerProcess) -> None:

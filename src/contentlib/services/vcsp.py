@@ -170,10 +170,14 @@ class VcspFeed:
         return body
 
     async def items_json(self, library: Row) -> dict[str, Any]:
+        return {"items": [item for item, _ in await self.items_with_files(library)]}
+
+    async def items_with_files(self, library: Row) -> list[tuple[dict[str, Any], list[FeedFile]]]:
+        """Every item as items.json lists it, with its files in the order of its `files`, from one read."""
         grouped: dict[str, list[Row]] = {}
         for row in await self.store.feed_items(library["id"]):
             grouped.setdefault(row["id"], []).append(row)
-        return {"items": [self._item(rows) for rows in grouped.values()]}
+        return [(self._item(rows), self._files(rows)) for rows in grouped.values()]
 
     async def item_json(self, library: Row, item_id: str) -> dict[str, Any]:
         return self._item(await self._rows(library, item_id))

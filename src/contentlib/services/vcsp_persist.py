@@ -1,27 +1,26 @@
 """`publish_info.persist_json_enabled`: the VCSP feed of a published library also written into the storage, as
-vCenter writes a library's JSON files to its storage backing, so that a plain file server (or an S3 bucket's web
-endpoint) can serve the documents.
+vCenter writes a library's JSON files to its storage backing beside its files, so that a plain file server (or an
+S3 bucket's web endpoint) serves the whole feed.
 
     vcsp/<library id>/lib.json               under the data dir on local disk, under the bucket's prefix on S3
     vcsp/<library id>/items.json
     vcsp/<library id>/<item id>/item.json
+    vcsp/<library id>/<item id>/<file name>   the item's files: hard links to their blobs on disk, copies on S3
 
 The documents are the feed's own (services/vcsp.py), made at the feed version read before them. The sweeper (one
 replica at a time) brings them up to date on every tick: a library whose feed version is not the one recorded in
 the meta table (`vcsp-persisted:<library id>`, the version and the format generation last written) is written
-again: the item.json of every item whose version differs from the items.json written before (or of every item,
-when that one cannot be read back or has another format), then items.json, then lib.json, last, so that a
-subscriber that sees the new lib.json finds the new items; then the documents of items that are gone are deleted.
-A library that is no longer published with `persist_json_enabled` (or no longer exists) loses its documents.
-
-Only the documents are written: the files' bytes stay blobs, so the `hrefs` of the persisted item.json (relative,
-`<item id>/<file name>`) name files that a server of the documents alone does not have.
+again: the files of every item whose contentVersion differs from the items.json written before, and the item.json
+of every item whose version does (every item, when that one cannot be read back or has another format), then
+items.json, then lib.json, last: a reader that sees the new lib.json finds the new items and files, and a write
+cut short is completed by the next tick (items.json says what was whole). Then what belongs to no item any more is
+deleted. A library no longer published with `persist_json_enabled` (or no longer there) loses the folder.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from urllib.parse import unquote
 
 import msgspec
 
@@ -74,17 +73,29 @@ class FeedPersister:
 
     async def write(self, library: Row, version: int, stamp: str | None) -> None:
         top = folder(library["id"])
-        items_body = await self.feed.items_body(library, version)
-        items: list[dict[str, Any]] = msgspec.json.decode(items_body)["items"]
+        entries = await self.feed.items_with_files(library)
+        items = [item for item, _ in entries]
         before = await self._items_written(top) if stamp is not None and stamp.endswith(f"-f{_FORMAT}") else {}
-        for item in items:
-            if before.get(item["selfHref"]) != item["version"]:
+        keep = {top + "lib.json", top + ITEMS_FILE}
+        for item, files in entries:
+            old = before.get(item["selfHref"])
+            same_bytes = old is not None and old[1] == item["contentVersion"]
+            for f, entry in zip(files, item["files"], strict=True):
+                key = top + unquote(entry["hrefs"][0])
+                keep.add(key)
+                if same_bytes:
+                    continue
+                if f.data is not None:
+                    await self.blobs.put_document(key, f.data)
+                else:
+                    assert f.blob_id is not None
+                    await self.blobs.copy_to_document(f.blob_id, key)
+            keep.add(top + item["selfHref"])
+            if old is None or old[0] != item["version"]:
                 await self.blobs.put_document(top + item["selfHref"], msgspec.json.encode(item))
-        await self.blobs.put_document(top + ITEMS_FILE, items_body)
+        await self.blobs.put_document(top + ITEMS_FILE, msgspec.json.encode({"items": items}))
         await self.blobs.put_document(top + "lib.json", msgspec.json.encode(await self.feed.lib_json(library, version)))
-        keep = {top + "lib.json", top + ITEMS_FILE} | {top + item["selfHref"] for item in items}
-        stale = [key for key in await self.blobs.list_documents(top) if key not in keep]
-        await self.blobs.delete_documents(stale)
+        await self.blobs.delete_documents([key for key in await self.blobs.list_documents(top) if key not in keep])
         await self.store.set_meta(META_PREFIX + library["id"], _stamp(version))
         log.info(
             "wrote the VCSP feed of library %s at version %d to %s",
@@ -93,12 +104,13 @@ class FeedPersister:
             self.blobs.document_uri(top + "lib.json"),
         )
 
-    async def _items_written(self, top: str) -> dict[str, str]:
-        """selfHref -> version of each item in the items.json written before; empty when it cannot be read back."""
+    async def _items_written(self, top: str) -> dict[str, tuple[str, str]]:
+        """selfHref -> (version, contentVersion) of each item in the items.json written before; empty when it
+        cannot be read back."""
         data = await self.blobs.read_document(top + ITEMS_FILE)
         try:
             listed = msgspec.json.decode(data or b"")["items"]
-            return {str(i["selfHref"]): str(i["version"]) for i in listed}
+            return {str(i["selfHref"]): (str(i["version"]), str(i["contentVersion"])) for i in listed}
         except (msgspec.DecodeError, KeyError, TypeError):
             return {}
 

@@ -81,6 +81,11 @@ class BlobStore(Protocol):
 
     async def delete_documents(self, keys: list[str]) -> None: ...
 
+    async def copy_to_document(self, blob_id: str, key: str) -> None:
+        """The blob's bytes also under the document key `key` (a hard link on disk where the filesystem allows
+        it, a server-side copy on S3): a persisted feed's files."""
+        ...
+
     def document_uri(self, key: str) -> str:
         """Where a document is, as a URI (`file:///...`, `s3://bucket/key`)."""
         ...

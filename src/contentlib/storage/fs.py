@@ -5,7 +5,8 @@ On-disk layout under the data dir:
     blobs/
       <update session id>/<uuid>     one file's bytes, staged by that session (blob id "<session id>/<uuid>")
     vcsp/<library id>/                the documents of a feed persisted with `persist_json_enabled`: lib.json,
-                                      items.json, <item id>/item.json (written whole: a temporary file renamed)
+                                      items.json, <item id>/item.json (written whole: a temporary file renamed),
+                                      and the items' files (hard links to their blobs)
 
 A blob is written once, under a fresh id, and never modified. Whether anybody sees it is decided by the metadata
 alone: an update session's file row points at its staged blob, and `complete` moves that pointer into the item's
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,6 +28,7 @@ from pathlib import Path
 from contentlib.transfer import run_blocking
 
 ALIGN = 4096
+_TMP = ".contentlib-tmp"  # a document being written (renamed over its key once whole)
 _READ = 1024 * 1024
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 
@@ -186,11 +189,30 @@ class FileBlobStore:
         def write() -> None:
             path = self.document_path(key)
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp = path.with_name(f".{path.name}.{os.getpid()}{_TMP}")
             tmp.write_bytes(data)
             os.replace(tmp, path)
 
         await run_blocking(write)
+
+    async def copy_to_document(self, blob_id: str, key: str) -> None:
+        def link() -> None:
+            path = self.document_path(key)
+            with contextlib.suppress(OSError):
+                if os.path.samefile(self.path(blob_id), path):
+                    return  # that blob already (a rename over a link of the same file would do nothing)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}{_TMP}")
+            tmp.unlink(missing_ok=True)
+            try:  # the same bytes, no copy (blobs are never modified); they stay while either name does
+                os.link(self.path(blob_id), tmp)
+            except OSError as e:
+                if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                    raise
+                shutil.copyfile(self.path(blob_id), tmp)
+            os.replace(tmp, path)
+
+        await run_blocking(link)
 
     async def read_document(self, key: str) -> bytes | None:
         def read() -> bytes | None:
@@ -210,7 +232,7 @@ class FileBlobStore:
             return sorted(
                 f.relative_to(self.documents).as_posix()
                 for f in top.rglob("*")
-                if f.is_file() and not f.name.endswith(".tmp")
+                if f.is_file() and not f.name.endswith(_TMP)
             )
 
         return list(await run_blocking(listing))

@@ -2,7 +2,8 @@
 
 Object layout: `<prefix>/blobs/<update session id>/<uuid>` (blob ids are "<session id>/<uuid>": a session's staged
 objects share its prefix; `complete` points the item at them, nothing is copied), and documents beside them:
-`<prefix>/vcsp/<library id>/lib.json` and the rest of a feed persisted with `persist_json_enabled`.
+`<prefix>/vcsp/<library id>/lib.json` and the rest of a feed persisted with `persist_json_enabled` (its files are
+server-side copies of their blobs).
 
 A blob is uploaded as a multipart upload whose parts are the transfer's batches, streamed as they arrive (no
 temporary file, memory bounded by the transfer's ring of batches); parts go up side by side (a part's number fixes
@@ -30,6 +31,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
 _READ = 1024 * 1024
+_COPY_PART = 1024**3  # a blob copied into a persisted feed: parts of 1 GiB beyond that (S3 allows 5 GiB per part)
 
 
 class S3Sink:
@@ -197,6 +199,35 @@ class S3BlobStore:
         for start in range(0, len(keys), 1000):
             objects = [{"Key": self._document_key(k)} for k in keys[start : start + 1000]]
             await self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
+
+    async def copy_to_document(self, blob_id: str, key: str) -> None:
+        source = {"Bucket": self.bucket, "Key": self._key(blob_id)}
+        target = self._document_key(key)
+        size = await self.size(blob_id)
+        if size <= _COPY_PART:  # one CopyObject (S3 copies up to 5 GiB in one request)
+            await self.client.copy_object(Bucket=self.bucket, Key=target, CopySource=source)
+            return
+        upload = (await self.client.create_multipart_upload(Bucket=self.bucket, Key=target))["UploadId"]
+        try:
+            parts = []
+            for number, start in enumerate(range(0, size, _COPY_PART), 1):
+                end = min(start + _COPY_PART, size) - 1
+                response = await self.client.upload_part_copy(
+                    Bucket=self.bucket,
+                    Key=target,
+                    UploadId=upload,
+                    PartNumber=number,
+                    CopySource=source,
+                    CopySourceRange=f"bytes={start}-{end}",
+                )
+                parts.append({"PartNumber": number, "ETag": response["CopyPartResult"]["ETag"]})
+            await self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=target, UploadId=upload, MultipartUpload={"Parts": parts}
+            )
+        except BaseException:
+            with contextlib.suppress(ClientError):
+                await self.client.abort_multipart_upload(Bucket=self.bucket, Key=target, UploadId=upload)
+            raise
 
     def direct_uri(self, blob_id: str) -> str:
         return f"s3://{self.bucket}/{self._key(blob_id)}"
