@@ -71,7 +71,7 @@ class App:
         self.vcsp = VcspApi(feed, blobs)
         self.persisted_feeds = FeedPersister(feed, self.store, blobs)
         self._proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
-        self._background: list[asyncio.Task[None]] = []  # the sweeper and the transfer watchdog
+        self._background: list[asyncio.Task[None]] = []  # the sweeper, the transfer watchdog, the persisted feeds
         self._last_gc = 0.0
         self._base_urls: dict[tuple[str, str], str] = {}  # (scheme, Host) -> base URL, checked once
         self.recovered = False  # `recover` ran already, in the process that forked this one
@@ -146,7 +146,11 @@ class App:
         else:
             await self.recover()
         loop = asyncio.get_running_loop()
-        self._background = [loop.create_task(self._sweep_forever()), loop.create_task(self._watch_transfers())]
+        self._background = [
+            loop.create_task(self._sweep_forever()),
+            loop.create_task(self._watch_transfers()),
+            loop.create_task(self._persist_forever()),
+        ]
 
     async def stop(self) -> None:
         for task in self._background:
@@ -183,9 +187,21 @@ class App:
             except Exception:
                 log.exception("sweep failed")
 
+    async def _persist_forever(self) -> None:
+        """The VCSP feeds published with persist_json_enabled, written into the storage by the sweeper's process (one
+        replica at a time), in a loop of their own: writing a large library's feed anew must not hold back the
+        expiry of sessions."""
+        while True:
+            await asyncio.sleep(self.settings.sweep_interval)
+            try:
+                if await self.store.is_sweeper():
+                    await self.persisted_feeds.sync()
+            except Exception:
+                log.exception("writing the persisted VCSP feeds failed")
+
     async def sweep(self) -> None:
         """Expire idle ACTIVE sessions, delete finished ones after the retention period, forget idle API
-        sessions, now and then delete orphaned blobs, and write the VCSP feeds persisted into the storage."""
+        sessions, and now and then delete orphaned blobs."""
         now = time.time()
         await self.update_sessions.transfers.fail_stalled(before=now - self.settings.transfer_stall_timeout)
         await self.update_sessions.sweep(now)
@@ -194,10 +210,6 @@ class App:
         await self.store.maintain()
         if now - self._last_gc >= _GC_EVERY:
             await self.collect_garbage()
-        try:  # the feeds published with persist_json_enabled, written into the storage
-            await self.persisted_feeds.sync()
-        except Exception:
-            log.exception("writing the persisted VCSP feeds failed")
 
     async def collect_garbage(self, grace: float = _GC_GRACE) -> int:
         """Delete blobs nothing references (left by a crash between writing a blob and recording it, or by

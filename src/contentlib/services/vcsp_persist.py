@@ -7,19 +7,23 @@ S3 bucket's web endpoint) serves the whole feed.
     vcsp/<library id>/<item id>/item.json
     vcsp/<library id>/<item id>/<file name>   the item's files: hard links to their blobs on disk, copies on S3
 
-The documents are the feed's own (services/vcsp.py), made at the feed version read before them. The sweeper (one
-replica at a time) brings them up to date on every tick: a library whose feed version is not the one recorded in
-the meta table (`vcsp-persisted:<library id>`, the version and the format generation last written) is written
-again: the files of every item whose contentVersion differs from the items.json written before, and the item.json
-of every item whose version does (every item, when that one cannot be read back or has another format), then
-items.json, then lib.json, last: a reader that sees the new lib.json finds the new items and files, and a write
-cut short is completed by the next tick (items.json says what was whole). Then what belongs to no item any more is
-deleted. A library no longer published with `persist_json_enabled` (or no longer there) loses the folder.
+The documents are the feed's own (services/vcsp.py), made at the feed version read before them. The sweeper's
+process (one replica at a time; a loop of its own, app.py) brings them up to date every `--sweep-interval`: a
+library whose feed version is not the one recorded in the meta table (`vcsp-persisted:<library id>`, the version
+and the format generation last written) is written again: the files of every item whose contentVersion differs
+from the items.json written before, and the item.json of every item whose version does (every item, when that one
+cannot be read back or has another format), WRITES_AT_ONCE at a time, then items.json, then lib.json, last: a
+reader that sees the new lib.json finds the new items and files, and a write cut short is completed by the next
+tick (items.json says what was whole). Then what belongs to no item any more is deleted. A library no longer
+published with `persist_json_enabled` (or no longer there) loses the folder.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Coroutine
+from typing import Any
 from urllib.parse import unquote
 
 import msgspec
@@ -35,6 +39,7 @@ META_PREFIX = "vcsp-persisted:"
 PREFIX = "vcsp"
 # Raised whenever the persisted documents of the same versions change: everything is written again.
 _FORMAT = 1
+WRITES_AT_ONCE = 16
 
 
 def folder(library_id: str) -> str:
@@ -77,6 +82,7 @@ class FeedPersister:
         items = [item for item, _ in entries]
         before = await self._items_written(top) if stamp is not None and stamp.endswith(f"-f{_FORMAT}") else {}
         keep = {top + "lib.json", top + ITEMS_FILE}
+        writes: list[Coroutine[Any, Any, None]] = []
         for item, files in entries:
             old = before.get(item["selfHref"])
             same_bytes = old is not None and old[1] == item["contentVersion"]
@@ -86,13 +92,14 @@ class FeedPersister:
                 if same_bytes:
                     continue
                 if f.data is not None:
-                    await self.blobs.put_document(key, f.data)
+                    writes.append(self.blobs.put_document(key, f.data))
                 else:
                     assert f.blob_id is not None
-                    await self.blobs.copy_to_document(f.blob_id, key)
+                    writes.append(self.blobs.copy_to_document(f.blob_id, key))
             keep.add(top + item["selfHref"])
             if old is None or old[0] != item["version"]:
-                await self.blobs.put_document(top + item["selfHref"], msgspec.json.encode(item))
+                writes.append(self.blobs.put_document(top + item["selfHref"], msgspec.json.encode(item)))
+        await _run_bounded(writes)  # every item whole before items.json and lib.json say it is there
         await self.blobs.put_document(top + ITEMS_FILE, msgspec.json.encode({"items": items}))
         await self.blobs.put_document(top + "lib.json", msgspec.json.encode(await self.feed.lib_json(library, version)))
         await self.blobs.delete_documents([key for key in await self.blobs.list_documents(top) if key not in keep])
@@ -113,6 +120,17 @@ class FeedPersister:
             return {str(i["selfHref"]): (str(i["version"]), str(i["contentVersion"])) for i in listed}
         except (msgspec.DecodeError, KeyError, TypeError):
             return {}
+
+
+async def _run_bounded(writes: list[Coroutine[Any, Any, None]]) -> None:
+    """The writes, WRITES_AT_ONCE at a time (S3 requests wait on the network; a disk's are short)."""
+    gate = asyncio.Semaphore(WRITES_AT_ONCE)
+
+    async def one(write: Coroutine[Any, Any, None]) -> None:
+        async with gate:
+            await write
+
+    await asyncio.gather(*(one(w) for w in writes))
 
 
 def _stamp(version: int) -> str:
