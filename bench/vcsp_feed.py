@@ -8,7 +8,8 @@ file row for every new id (as section 9 fills its million rows), so every item o
 the template, as a copied item's is. Restarted, the feed is checked (items.json lists every item, a filled item's
 item.json reads back, BASIC refuses a caller without the password), then measured with wrk (`-t2 -c8`, `--runs`
 runs each, median): lib.json and items.json with each authentication method, and the revalidation of items.json
-that a subscriber polling with its ETag makes (`If-None-Match` -> 304, no body). Also the cost of one argon2
+that a subscriber polling with its ETag makes (`If-None-Match` -> 304, no body); then how long writing the
+library's feed into the data dir takes (`persist_json_enabled`), whole and after one change. Also the cost of one argon2
 verification of a publish password (the feed's hasher, in this process): a BASIC request that had to pay it would
 be bounded by it; the server remembers a verified password per process for a minute, keyed by the stored hash
 (services/publish_info.py, `verify`).
@@ -17,6 +18,8 @@ be bounded by it; the server remembers a verified password per process for a min
 from __future__ import annotations
 
 import base64
+import contextlib
+import json
 import sqlite3
 import statistics
 import time
@@ -36,6 +39,7 @@ FILL_ITEMS, QUICK_FILL_ITEMS = 10_000, 1_000
 FEED_PASSWORD = "Feed-bench-Pa55"
 LL = "/api/content/local-library"
 THREADS, CONNS = 2, 8
+PERSIST_TICK = 1.0  # --sweep-interval of the server: how often the persisted feeds are brought up to date
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,28 @@ def cold_items_ms(api: Api, lib: str, url: str, headers: dict[str, str], runs: i
     return Stat(out)
 
 
+def persist_seconds(api: Api, srv: Server, lib: str, url: str) -> tuple[float, float]:
+    """Seconds until the persisted feed (`DATA_DIR/vcsp/<lib>/lib.json`) shows the served version: after
+    `persist_json_enabled` is turned on, then after one item's `publish`."""
+    path = srv.data_dir / "vcsp" / lib / "lib.json"
+
+    def settled(deadline: float = 600.0) -> float:
+        t0, want = time.perf_counter(), requests.get(url, timeout=30).json()["version"]
+        while time.perf_counter() - t0 < deadline:
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                if json.loads(path.read_bytes())["version"] == want:
+                    return time.perf_counter() - t0
+            time.sleep(0.05)
+        raise BenchError(f"the persisted feed of {lib} did not reach version {want} in {deadline:.0f} s")
+
+    api.call("PATCH", f"{LL}/{lib}", 204, json={"publish_info": {"persist_json_enabled": True}})
+    first = settled()
+    items = requests.get(url.rsplit("/", 1)[0] + "/items.json", timeout=120).json()["items"]
+    item = items[len(items) // 2]["id"].removeprefix("urn:uuid:")
+    api.call("POST", f"/api/content/library/item/{item}?action=publish", 204, json={"force_sync_content": False})
+    return first, settled()
+
+
 def argon2_ms(runs: int = 5) -> Stat:
     """One verification of a publish password with the server's hasher (services/auth.py), in milliseconds."""
     from contentlib.services.auth import _verify, hash_password
@@ -164,7 +190,7 @@ def bench_vcsp_feed(cfg: Config, work: Path, rep: Report) -> None:
     if wrk is None:
         raise BenchError("wrk is not installed (apt-get install -y wrk)")
     items = QUICK_FILL_ITEMS if cfg.quick else FILL_ITEMS
-    srv = Server(work / "vcsp-feed")
+    srv = Server(work / "vcsp-feed", args=["--sweep-interval", str(PERSIST_TICK)])
     try:
         srv.start()
         api = Api(srv.base, srv.password)
@@ -207,10 +233,11 @@ def bench_vcsp_feed(cfg: Config, work: Path, rep: Report) -> None:
         cold = {
             auth: cold_items_ms(api, lib, url, auth_header[auth], max(cfg.runs, 3)) for auth, (lib, url) in libs.items()
         }
+        persist = persist_seconds(api, srv, *libs["NONE"])
         argon2 = argon2_ms()
     finally:
         srv.stop()
-    rep.add(report(cfg, items, fill_secs, sizes, results, cold, argon2))
+    rep.add(report(cfg, items, fill_secs, sizes, results, cold, persist, argon2))
 
 
 def report(
@@ -220,6 +247,7 @@ def report(
     sizes: dict[str, int],
     results: dict[FeedTest, list[FeedRun]],
     cold: dict[str, Stat],
+    persist: tuple[float, float],
     argon2: Stat,
 ) -> str:
     rows = []
@@ -243,6 +271,11 @@ def report(
         "items.json right after a change (the server makes it again; then it serves the one it kept while the "
         f"version stays): NONE {cold['NONE'].fmt(' ms')}, BASIC {cold['BASIC'].fmt(' ms')} (one request each, "
         "after `local_library.publish`).",
+        "",
+        f"`persist_json_enabled` turned on for the NONE library: its whole feed ({items:,} item.json and as many "
+        f"hard-linked files) in the data dir after {persist[0]:.1f} s; after one item's `publish` (its item.json "
+        f"written again, the rest kept) {persist[1]:.1f} s (sweeps every {PERSIST_TICK:g} s; times until the "
+        "persisted lib.json shows the version the server serves).",
         "",
         f"One argon2 verification of the publish password (the server's hasher): {argon2.fmt(' ms', 1)}. BASIC "
         "pays it once per process and minute (a verified password is remembered, keyed by the stored hash); a "
