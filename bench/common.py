@@ -41,8 +41,10 @@ class BenchError(Exception):
 # configuration
 
 
-# The sections in the order they run: `--only` takes these names or their numbers (1-10).
-SECTIONS = ("limits", "upload", "api", "cycles", "ova", "jsonrpc", "scaleout", "govc", "peer", "vcspfeed")
+# The sections in the order they run: `--only` takes these names or their numbers (1-11).
+SECTIONS = (
+    "limits", "upload", "api", "cycles", "ova", "jsonrpc", "scaleout", "govc", "peer", "vcspsync", "vcspfeed",
+)  # fmt: skip
 
 
 @dataclass

@@ -54,6 +54,7 @@ from bench.scaleout import bench_scaleout
 from bench.server import Api, Server
 from bench.upload import bench_upload, make_source
 from bench.vcsp_feed import bench_vcsp_feed
+from bench.vcsp_sync import bench_vcsp_sync
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -75,7 +76,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument(
         "--no-vcspfeed",
         action="store_true",
-        help="skip the VCSP feed of a published library with 10,000 items (section 10)",
+        help="skip the VCSP feed of a published library with 10,000 items (section 11)",
     )
     p.add_argument(
         "--only",
@@ -207,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.wants("peer"):
             with rep.section("API request rate against vcsim"):
                 bench_peer(cfg, src, work, rep)
+        if cfg.wants("vcspsync"):
+            with rep.section("subscribed library sync", srv):
+                bench_vcsp_sync(cfg, srv, api, work, rep)
         if cfg.wants("vcspfeed"):
             with rep.section("VCSP feed"):
                 bench_vcsp_feed(cfg, work, rep)

@@ -1,4 +1,4 @@
-"""Section 10: the VCSP feed of a published library with 10,000 items (issue 12 point 4).
+"""Section 11: the VCSP feed of a published library with 10,000 items (issue 12 point 4).
 
 A server of its own (`python -m contentlib serve --http`, SQLite + local disk, a fresh data dir) gets two published
 local libraries, one with `authentication_method` NONE and one with BASIC, each with one item the server made
@@ -259,7 +259,7 @@ def report(
         rows.append([test.label, test.auth, rps.fmt(" req/s"), p99.fmt(" ms", 2), f"{cpu:.2f} ms", errors])
     workers = "the default `--workers` (one per CPU)"
     lines = [
-        f"## 10. VCSP feed of a published library with {items:,} items",
+        f"## 11. VCSP feed of a published library with {items:,} items",
         "",
         f"Server: `contentlib serve --http`, SQLite + local disk, {workers}; two published libraries (NONE, BASIC) "
         f"filled to {items:,} items of one file each straight in SQLite ({fill_secs:.2f} s for both); "

@@ -91,10 +91,10 @@ def minimal(schema: dict[str, Any], missing: str) -> Any:
 def send(api: Api, method: str, path: str, op: dict[str, Any], missing: str) -> requests.Response:
     """The operation with every id `missing`: path ids as `id:` segments, required query parameters and body
     members filled in."""
-    url = path.replace("{", "").replace("}", "")
+    url = path
     for p in op.get("parameters", []):
-        if p["in"] == "path":
-            url = url.replace(p["name"], missing)
+        if p["in"] == "path":  # `{library}` is a parameter of .../content/library/subscriptions/id:{library}
+            url = url.replace(f"{{{p['name']}}}", missing)
     query = {p["name"]: missing for p in op.get("parameters", []) if p["in"] == "query" and p.get("required")}
     body = next((minimal(p["schema"], missing) for p in op.get("parameters", []) if p["in"] == "body"), None)
     if method == "GET":

@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 import requests
+import subkit
 from conftest import API_DIR, Api, ServerProcess, assert_error, self_signed_pem
 
 US = "/api/content/library/item/update-session"
@@ -166,6 +167,38 @@ def published_item(a: Api) -> str:
     return a.create_item(published_library(a))
 
 
+def subscribed_library(a: Api, on_demand: bool = False, with_item: bool = False) -> str:
+    """A library subscribed to one this server publishes, once its first sync has ended (a sync running in the
+    background must not change what a refused call is compared against)."""
+    source = published_library(a)
+    if with_item:
+        a.create_item(source)
+    url = a.get(f"{LL}/{source}").json()["publish_info"]["publish_url"]
+    lib = subkit.subscribe(a, url, on_demand=on_demand)
+    subkit.wait_for(lambda: subkit.library(a, lib).get("last_sync_time"), what="the first sync")
+    return lib
+
+
+def subscribed_item(a: Api) -> str:
+    lib = subscribed_library(a, on_demand=True, with_item=True)
+    return str(a.get(I, params={"library_id": lib}).json()[0])
+
+
+def new_subscription() -> dict[str, Any]:
+    new = {"name": f"pushed-{uuid.uuid4().hex[:8]}", "storage_backings": library_spec()["storage_backings"]}
+    return {"subscribed_library": {"target": "CREATE_NEW", "location": "LOCAL", "new_subscribed_library": new}}
+
+
+def subscription(a: Api) -> str:
+    """The path of a subscription of a published library, once its subscribed library's first sync has ended."""
+    lib = published_library(a)
+    r = a.post(f"{L}/{lib}/subscriptions", json=new_subscription())
+    assert r.status_code == 201, r.text
+    target = a.get(f"{L}/{lib}/subscriptions/{r.json()}").json()["subscribed_library"]
+    subkit.wait_for(lambda: subkit.library(a, target).get("last_sync_time"), what="the first sync")
+    return f"{L}/{lib}/subscriptions/{r.json()}"
+
+
 def library_spec() -> dict[str, Any]:
     return {
         "name": f"lib-{uuid.uuid4().hex[:8]}",
@@ -190,6 +223,11 @@ LL = "/api/content/local-library"
 L = "/api/content/library"
 I = "/api/content/library/item"  # noqa: E741
 TC = "/api/content/trusted-certificates"
+SUB = "com.vmware.content.subscribed_library"
+SUB_ITEM = "com.vmware.content.library.subscribed_item"
+SUBS = "com.vmware.content.library.subscriptions"
+SL = subkit.SUB
+SI = subkit.SUB_ITEM
 
 CALLS: dict[tuple[str, str], Callable[[Api], Call]] = {
     (S, "get"): lambda a: Call("GET", "/api/session"),
@@ -264,6 +302,38 @@ CALLS: dict[tuple[str, str], Callable[[Api], Call]] = {
     (CONFIG, "update"): lambda a: Call("PATCH", "/api/content/configuration", {"automatic_sync_start_hour": 21}),
     ("com.vmware.content.security_policies", "list"): lambda a: Call("GET", "/api/content/security-policies"),
     ("com.vmware.content.type", "list"): lambda a: Call("GET", "/api/content/type"),
+    (SUB, "create"): lambda a: Call(
+        "POST",
+        SL,
+        {
+            **library_spec(),
+            "type": "SUBSCRIBED",
+            "subscription_info": subkit.subscription(
+                a.get(f"{LL}/{published_library(a)}").json()["publish_info"]["publish_url"]
+            ),
+        },
+    ),
+    (SUB, "get"): lambda a: Call("GET", f"{SL}/{subscribed_library(a)}"),
+    (SUB, "list"): lambda a: Call("GET", SL),
+    (SUB, "update"): lambda a: Call("PATCH", f"{SL}/{subscribed_library(a)}", {"description": "changed"}),
+    (SUB, "delete"): lambda a: Call("DELETE", f"{SL}/{subscribed_library(a)}"),
+    (SUB, "sync"): lambda a: Call("POST", f"{SL}/{subscribed_library(a)}", params={"action": "sync"}),
+    (SUB, "evict"): lambda a: Call("POST", f"{SL}/{subscribed_library(a, on_demand=True)}", params={"action": "evict"}),
+    (SUB, "probe"): lambda a: Call(
+        "POST",
+        SL,
+        {"subscription_info": subkit.subscription(f"{a.base}/cls/vcsp/lib/{published_library(a)}/lib.json")},
+        {"action": "probe"},
+    ),
+    (SUB_ITEM, "sync"): lambda a: Call(
+        "POST", f"{SI}/{subscribed_item(a)}", {"force_sync_content": False}, {"action": "sync"}
+    ),
+    (SUB_ITEM, "evict"): lambda a: Call("POST", f"{SI}/{subscribed_item(a)}", params={"action": "evict"}),
+    (SUBS, "create"): lambda a: Call("POST", f"{L}/{published_library(a)}/subscriptions", new_subscription()),
+    (SUBS, "list"): lambda a: Call("GET", f"{L}/{published_library(a)}/subscriptions"),
+    (SUBS, "get"): lambda a: Call("GET", subscription(a)),
+    (SUBS, "update"): lambda a: Call("PATCH", subscription(a), {"subscribed_library_placement": {}}),
+    (SUBS, "delete"): lambda a: Call("DELETE", subscription(a)),
 }
 
 

@@ -29,6 +29,9 @@ SERVICES = {
     "com.vmware.content.configuration",
     "com.vmware.content.security_policies",
     "com.vmware.content.type",
+    "com.vmware.content.subscribed_library",
+    "com.vmware.content.library.subscribed_item",
+    "com.vmware.content.library.subscriptions",
 }
 
 

@@ -31,6 +31,9 @@ from contentlib.services.datastores import Datastores
 from contentlib.services.download_sessions import DownloadSessions
 from contentlib.services.item_content import ItemContent
 from contentlib.services.libraries import Libraries
+from contentlib.services.subscribed import SubscribedLibraries
+from contentlib.services.subscriber import Subscriber
+from contentlib.services.subscriptions import Subscriptions
 from contentlib.services.trusted_certificates import TrustedCertificates
 from contentlib.services.update_sessions import UpdateSessions
 from contentlib.services.vcsp import VcspFeed
@@ -61,6 +64,10 @@ class App:
         self.trusted = TrustedCertificates(self.core)
         self.item_content = ItemContent(self.core, self.libraries)
         self.configuration = Configuration(self.core)
+        self.subscriber = Subscriber(self.core, self.libraries, self.update_sessions, self.configuration, self.trusted)
+        self.subscribed = SubscribedLibraries(self.core, self.libraries, self.datastores, self.subscriber)
+        self.subscriptions = Subscriptions(self.core, self.libraries, self.subscribed)
+        self.download_sessions.fetch = self.subscribed.fetch
         self.operations = operations.build(self)
         self.rest = RestApi(self)
         self.jsonrpc = JsonRpcApi(self)
@@ -135,6 +142,7 @@ class App:
         (`serve --workers N` runs it once, before it forks the workers)."""
         await self.libraries.start()
         await self.update_sessions.transfers.fail_stalled(owner=self.core.replica_id)
+        await self.subscriber.recover()
         await self.collect_garbage(grace=0.0)
 
     async def start(self) -> None:
@@ -153,6 +161,7 @@ class App:
         ]
 
     async def stop(self) -> None:
+        await self.subscriber.stop()
         for task in self._background:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -207,6 +216,7 @@ class App:
         await self.update_sessions.sweep(now)
         await self.download_sessions.sweep(now)
         await self.auth.sweep()
+        await self.subscriber.tick()
         await self.store.maintain()
         if now - self._last_gc >= _GC_EVERY:
             await self.collect_garbage()

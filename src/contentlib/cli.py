@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import secrets
 import sys
@@ -208,6 +209,7 @@ def serve(
         except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
             raise click.BadParameter(f"cannot serve TLS with {cert} and {key}: {e}") from None
         click.echo(f"TLS certificate {cert} (SHA-256 fingerprint {tls.fingerprint(cert)})")
+        settings = dataclasses.replace(settings, tls_cert=cert)
     run(settings, ssl_context)
 
 

@@ -27,6 +27,7 @@ class Settings:
     public_url: str | None = None  # the address clients reach (behind a load balancer); endpoint URIs use it
     trusted_proxies: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-Proto/-Host headers are believed
     workers: int = 1  # server processes on the port (`serve` defaults to one per CPU)
+    tls_cert: Path | None = None  # the certificate served over https (None: plain http)
 
     @property
     def db_path(self) -> Path:

@@ -29,8 +29,29 @@ from contentlib.model import (
     ItemModel,
     LibraryFindSpec,
     LibraryModel,
+    SubscriptionInfo,
     TrustedCertificateCreateSpec,
     UpdateSessionModel,
+)
+from contentlib.privileges import (
+    CHANGES,
+    CONFIG,
+    DS,
+    DSF,
+    ITEM,
+    LIB,
+    LOCAL,
+    POLICIES,
+    PRIVILEGES,
+    SESSION,
+    STORAGE,
+    SUB,
+    SUB_ITEM,
+    SUBS,
+    TRUST,
+    TYPE,
+    US,
+    USF,
 )
 from contentlib.services import catalog
 
@@ -114,79 +135,12 @@ def _p(name: str, kind: ParamKind, type_: Any = str, required: bool = True, wire
 
 TOKEN = _p("client_token", "header", str, False, "Client-Token")
 
-US = "com.vmware.content.library.item.update_session"
-USF = "com.vmware.content.library.item.updatesession.file"
-DS = "com.vmware.content.library.item.download_session"
-DSF = "com.vmware.content.library.item.downloadsession.file"
-ITEM = "com.vmware.content.library.item"
-LIB = "com.vmware.content.library"
-LOCAL = "com.vmware.content.local_library"
-SESSION = "com.vmware.cis.session"
-TRUST = "com.vmware.content.trusted_certificates"
-STORAGE = "com.vmware.content.library.item.storage"
-CHANGES = "com.vmware.content.library.item.changes"
-CONFIG = "com.vmware.content.configuration"
-POLICIES = "com.vmware.content.security_policies"
-TYPE = "com.vmware.content.type"
-
 US_ID = _p("update_session_id", "path")
 DS_ID = _p("download_session_id", "path")
 ITEM_ID = _p("library_item_id", "path")
 LIB_ID = _p("library_id", "path")
 CHANGED_ITEM = _p("library_item", "path")  # the changes service names its item parameter so
 SUBSCRIPTIONS = _p("subscriptions", "field", list[DestinationSpec], False)
-
-
-# What each operation requires of the caller, as operations.json's "privileges" (and the swagger file) name it. The
-# vendor checks most of them on the library or item a parameter names; roles here hold everywhere, so the privilege
-# is what counts. System.Anonymous: "possession of the session id is enough" (REFERENCE.md). Conditional ones (a
-# PULL from file:// needs ContentLibrary.ReadStorage) are checked by the service that knows the condition.
-_READ = ("System.Read",)
-_ANONYMOUS = ("System.Anonymous",)
-PRIVILEGES: dict[tuple[str, str], tuple[str, ...]] = {
-    (SESSION, "get"): (),
-    (SESSION, "delete"): (),
-    (LOCAL, "create"): ("ContentLibrary.CreateLocalLibrary",),
-    (LOCAL, "get"): _READ,
-    (LOCAL, "list"): _READ,
-    (LOCAL, "update"): ("ContentLibrary.UpdateLocalLibrary",),
-    (LOCAL, "delete"): ("ContentLibrary.DeleteLocalLibrary",),
-    (LIB, "get"): _READ,
-    (LIB, "list"): _READ,
-    (LIB, "find"): _READ,
-    (LIB, "update"): ("ContentLibrary.UpdateLibrary",),
-    (ITEM, "create"): ("ContentLibrary.AddLibraryItem",),
-    (ITEM, "get"): _READ,
-    (ITEM, "list"): _READ,
-    (ITEM, "find"): _READ,
-    (ITEM, "update"): ("ContentLibrary.UpdateLibraryItem",),
-    (ITEM, "delete"): ("ContentLibrary.DeleteLibraryItem",),
-    (f"{ITEM}.file", "list"): _READ,
-    (f"{ITEM}.file", "get"): _READ,
-    (US, "create"): ("ContentLibrary.UpdateSession",),
-    (US, "list"): ("ContentLibrary.UpdateSession",),
-    **{(US, name): _ANONYMOUS for name in ("get", "update", "delete", "complete", "cancel", "fail", "keep_alive")},
-    **{(USF, name): _ANONYMOUS for name in ("add", "list", "get", "remove", "validate")},
-    (DS, "create"): ("ContentLibrary.DownloadSession",),
-    (DS, "list"): ("ContentLibrary.DownloadSession",),
-    **{(DS, name): _ANONYMOUS for name in ("get", "delete", "keep_alive", "cancel", "fail")},
-    **{(DSF, name): _ANONYMOUS for name in ("list", "get", "prepare")},
-    (TRUST, "create"): ("ContentLibrary.AddCertToTrustStore",),
-    (TRUST, "list"): _READ,
-    (TRUST, "get"): _READ,
-    (TRUST, "delete"): ("ContentLibrary.DeleteCertFromTrustStore",),
-    (LOCAL, "publish"): ("ContentLibrary.PublishLibrary",),
-    (ITEM, "copy"): ("System.Read", "ContentLibrary.AddLibraryItem"),
-    (ITEM, "publish"): ("ContentLibrary.PublishLibraryItem",),
-    (STORAGE, "list"): ("ContentLibrary.ReadStorage",),
-    (STORAGE, "get"): ("ContentLibrary.ReadStorage",),
-    (CHANGES, "list"): _READ,
-    (CHANGES, "get"): _READ,
-    (CONFIG, "get"): ("ContentLibrary.GetConfiguration",),
-    (CONFIG, "update"): ("ContentLibrary.UpdateConfiguration",),
-    (POLICIES, "list"): _READ,
-    (TYPE, "list"): ("ContentLibrary.TypeIntrospection",),
-}
 
 
 def build(app: Any) -> list[Operation]:
@@ -196,7 +150,7 @@ def build(app: Any) -> list[Operation]:
 
 def _table(app: Any) -> list[Operation]:
     auth, libs, us, ds, trust = app.auth, app.libraries, app.update_sessions, app.download_sessions, app.trusted
-    content, config = app.item_content, app.configuration
+    content, config, sub, subs = app.item_content, app.configuration, app.subscribed, app.subscriptions
 
     async def local_get(ctx: Any, library_id: str) -> Any:
         return await libs.get(ctx, library_id, local_only=True)
@@ -227,6 +181,18 @@ def _table(app: Any) -> list[Operation]:
     change = (CHANGED_ITEM, _p("version", "path"))
     lib_publish = (LIB_ID, SUBSCRIPTIONS)
     config_model = (_p("model", "body", ConfigurationModel),)
+    subscribed, sub_item = f"{base}/subscribed-library", f"{base}/library/subscribed-item"
+    sub_create = (TOKEN, _p("create_spec", "body", LibraryModel))
+    sub_update = (LIB_ID, _p("update_spec", "body", LibraryModel))
+    probe = (_p("subscription_info", "field", SubscriptionInfo),)
+    item_sync = (ITEM_ID, _p("force_sync_content", "field", bool), _p("sync_optional_files", "field", bool, False))
+    subscriptions, one = (
+        f"{base}/library/{{library}}/subscriptions",
+        f"{base}/library/{{library}}/subscriptions/{{subscription}}",
+    )
+    lib_p, sub_p = _p("library", "path"), _p("subscription", "path")
+    subs_create = (TOKEN, lib_p, _p("spec", "body", dict[str, Any]))
+    subs_update = (lib_p, sub_p, _p("spec", "body", dict[str, Any]))
     O = Operation  # noqa: E741 - a table reads better with a short constructor
     return [
         O(
@@ -603,9 +569,9 @@ def _table(app: Any) -> list[Operation]:
             204,
         ),
         # Publishing, copies, storage, content changes, the service's configuration and what it supports.
-        O(LOCAL, "publish", "POST", f"{local}/{{library_id}}", "publish", lib_publish, libs.publish_local, 204),
+        O(LOCAL, "publish", "POST", f"{local}/{{library_id}}", "publish", lib_publish, subs.publish_library, 204),
         O(ITEM, "copy", "POST", f"{item}/{{source_library_item_id}}", "copy", copy_params, content.copy, 200),
-        O(ITEM, "publish", "POST", f"{item}/{{library_item_id}}", "publish", publish_params, libs.publish_item, 204),
+        O(ITEM, "publish", "POST", f"{item}/{{library_item_id}}", "publish", publish_params, subs.publish_item, 204),
         O(STORAGE, "list", "GET", f"{item}/{{library_item_id}}/storage", None, (ITEM_ID,), content.list_storage, 200),
         O(STORAGE, "get", "GET", f"{item}/{{library_item_id}}/storage", None, storage_get, content.get_storage, 200),
         O(CHANGES, "list", "GET", f"{item}/{{library_item}}/changes", None, (CHANGED_ITEM,), content.list_changes, 200),
@@ -614,4 +580,20 @@ def _table(app: Any) -> list[Operation]:
         O(CONFIG, "update", "PATCH", f"{base}/configuration", None, config_model, config.update, 204),
         O(POLICIES, "list", "GET", f"{base}/security-policies", None, (), catalog.security_policies, 200),
         O(TYPE, "list", "GET", f"{base}/type", None, (), catalog.types, 200),
+        # Subscribed libraries and their items (services/subscribed.py; the syncs: services/subscriber.py).
+        O(SUB, "create", "POST", subscribed, None, sub_create, sub.create, 201),
+        O(SUB, "get", "GET", f"{subscribed}/{{library_id}}", None, (LIB_ID,), sub.get, 200),
+        O(SUB, "list", "GET", subscribed, None, (), sub.list_all, 200),
+        O(SUB, "update", "PATCH", f"{subscribed}/{{library_id}}", None, sub_update, sub.update, 204),
+        O(SUB, "delete", "DELETE", f"{subscribed}/{{library_id}}", None, (LIB_ID,), sub.delete, 204),
+        O(SUB, "sync", "POST", f"{subscribed}/{{library_id}}", "sync", (LIB_ID,), sub.sync, 204),
+        O(SUB, "evict", "POST", f"{subscribed}/{{library_id}}", "evict", (LIB_ID,), sub.evict, 204),
+        O(SUB, "probe", "POST", subscribed, "probe", probe, sub.probe, 200),
+        O(SUB_ITEM, "sync", "POST", f"{sub_item}/{{library_item_id}}", "sync", item_sync, sub.sync_item, 204),
+        O(SUB_ITEM, "evict", "POST", f"{sub_item}/{{library_item_id}}", "evict", (ITEM_ID,), sub.evict_item, 204),
+        O(SUBS, "create", "POST", subscriptions, None, subs_create, subs.create, 201),
+        O(SUBS, "list", "GET", subscriptions, None, (lib_p,), subs.list_all, 200),
+        O(SUBS, "get", "GET", one, None, (lib_p, sub_p), subs.get, 200),
+        O(SUBS, "update", "PATCH", one, None, subs_update, subs.update, 204),
+        O(SUBS, "delete", "DELETE", one, None, (lib_p, sub_p), subs.delete, 204),
     ]

@@ -27,7 +27,8 @@ import msgspec
 from aiohttp import web
 
 from contentlib import errors
-from contentlib.operations import SESSION, Operation
+from contentlib.operations import Operation
+from contentlib.privileges import SESSION
 from contentlib.protocols.host import Host
 from contentlib.protocols.http import (
     JSON_HEADERS,

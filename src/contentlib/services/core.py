@@ -113,7 +113,7 @@ class Core:
     async def discard_blobs(self, blob_ids: list[str]) -> None:
         """Delete blobs that lost their last reference (checked again: another row may share it). Unlinking a
         large file takes the filesystem a while, so it happens in a worker thread, never in the event loop."""
-        unreferenced = [b for b in blob_ids if not await self.store.is_blob_referenced(b)]
+        unreferenced = [b for b in blob_ids if b and not await self.store.is_blob_referenced(b)]
         if unreferenced:
             await self.blobs.delete_all(unreferenced)
 

@@ -3,16 +3,21 @@
 
 `prepare` pins the file's current blob to the session, so a download keeps its bytes even if an update session
 replaces the file meanwhile (the garbage collector keeps blobs that ACTIVE download sessions point at).
+
+An item of an on-demand subscribed library may have no bytes here yet: its files are those its publisher lists,
+and a `prepare` of one asks for the item's content (a sync, services/subscriber.py) and is PREPARING (its row has
+no blob yet) until the content has arrived, when the next look at the file makes it PREPARED.
 """
 
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from contentlib import errors
 from contentlib.model import DownloadSessionModel, EndpointType
-from contentlib.services.core import Ctx
+from contentlib.services.core import Ctx, load_json
 from contentlib.services.sessions import ItemSessions
 from contentlib.storage.sql import Row
 
@@ -21,6 +26,8 @@ class DownloadSessions(ItemSessions):
     kind = "download"
     noun = "download session"
     msg_prefix = "com.vmware.content.downloadsession"
+
+    fetch: Callable[[Row], Awaitable[None]] | None = None  # asks for the content of an uncached item (App sets it)
 
     async def _release(self, sid: str) -> None:
         await self.core.discard_blobs([f["blob_id"] for f in await self.store.download_files(sid)])
@@ -45,13 +52,15 @@ class DownloadSessions(ItemSessions):
 
     # -- files -----------------------------------------------------------------------------------------------
     def _info(self, ctx: Ctx, item_file: Row, prepared: Row | None) -> dict[str, Any]:
-        if prepared is None:
-            return {
+        if prepared is None or not prepared["blob_id"]:
+            info = {
                 "name": item_file["name"],
-                "size": item_file["size"],
                 "bytes_transferred": 0,
-                "status": "UNPREPARED",
+                "status": "UNPREPARED" if not prepared else "PREPARING",
             }
+            if item_file.get("size") is not None:
+                info["size"] = item_file["size"]
+            return info
         quoted = urllib.parse.quote(prepared["name"], safe="")
         return {
             "name": prepared["name"],
@@ -63,10 +72,25 @@ class DownloadSessions(ItemSessions):
         }
 
     async def _files(self, sid: str) -> tuple[Row, dict[str, Row], dict[str, Row]]:
+        """The session, the item's files (those its publisher lists, without blobs, while it is not cached), and
+        the prepared ones (a PREPARING one whose content has arrived becomes PREPARED here)."""
         row = await self.session(sid)
+        item = await self.libraries.item(row["item_id"])
         current = {f["name"]: f for f in await self.store.item_files(row["item_id"])}
+        if not item["cached"]:
+            remote = (load_json(item["remote"]) or {}).get("files") or []
+            current = {f["name"]: {"name": f["name"], "size": f.get("size"), "blob_id": "", "sha1": ""} for f in remote}
         prepared = {f["name"]: f for f in await self.store.download_files(sid)}
+        for name, f in prepared.items():
+            arrived = current.get(name)
+            if not f["blob_id"] and arrived is not None and arrived["blob_id"]:
+                prepared[name] = {**f, **self._pinned(arrived)}
+                await self.store.put_download_file(prepared[name])
         return row, current, prepared
+
+    @staticmethod
+    def _pinned(f: Row) -> Row:
+        return {"blob_id": f["blob_id"], "size": f["size"], "sha1": f["sha1"], "bytes_transferred": f["size"]}
 
     async def list_files(self, ctx: Ctx, download_session_id: str) -> list[dict[str, Any]]:
         _, current, prepared = await self._files(download_session_id)
@@ -90,17 +114,17 @@ class DownloadSessions(ItemSessions):
             f = current.get(file_name)
             if f is None:
                 raise self.no_such_file(download_session_id, file_name)
-            entry = {
-                "session_id": download_session_id,
-                "name": file_name,
-                "token": self.core.new_token(),
-                "blob_id": f["blob_id"],
-                "size": f["size"],
-                "sha1": f["sha1"],
-                "bytes_transferred": f["size"],
-            }
+            entry: Row = {"session_id": download_session_id, "name": file_name, "token": self.core.new_token()}
+            if f["blob_id"]:
+                entry.update(self._pinned(f))
+            else:  # not here yet: PREPARING until the item's content has arrived
+                entry.update(blob_id="", size=f["size"] or 0, sha1="", bytes_transferred=0)
             await self.store.put_download_file(entry)
             await self.touch(download_session_id)
+        if not f["blob_id"]:
+            if self.fetch is not None:
+                await self.fetch(await self.libraries.item(row["item_id"]))
+            return self._info(ctx, f, entry)
         info = self._info(ctx, entry, entry)
         if endpoint_type == "DIRECT":
             info["download_endpoint"] = {"uri": self.core.blobs.direct_uri(f["blob_id"])}
@@ -113,5 +137,9 @@ class DownloadSessions(ItemSessions):
             raise errors.not_found("download endpoint", f"/cls/download/{token[:6]}…/{name}")
         session = await self.session(f["session_id"])
         self.require_active(session, "download from")
+        if not f["blob_id"]:
+            raise errors.not_allowed(
+                f"The file '{name}' is still being prepared (its content is on its way from the publisher).", name
+            )
         await self.note_activity(session)
         return str(f["blob_id"])

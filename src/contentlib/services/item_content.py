@@ -63,6 +63,13 @@ class ItemContent:
         now = self.core.now()
         async with self.store.transaction():
             source = await self.libraries.item(source_library_item_id)
+            if not source["cached"]:
+                raise errors.not_allowed(
+                    f"Cannot copy the library item {source_library_item_id}: its content is not cached here (it is "
+                    "an item of an on-demand subscribed library); sync it with force_sync_content first.",
+                    source_library_item_id,
+                    msg_id="com.vmware.content.library.item.not_cached",
+                )
             library = await self.libraries.library(source["library_id"] if spec.library_id is None else spec.library_id)
             if library["type"] != "LOCAL":
                 raise errors.ApiError(

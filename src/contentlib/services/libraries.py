@@ -1,11 +1,8 @@
 """Libraries (`com.vmware.content.library`, `.local_library`), items (`.library.item`) and item files
-(`.library.item.file`), and publishing them.
+(`.library.item.file`).
 
-Publishing (`local_library.publish`, `item.publish`) tells a published library's subscribers to synchronize. There
-are no subscriptions yet: a publish is counted (the library's and the item's `publish_version`, which raise the
-versions of the library's VCSP feed, services/vcsp.py, so that subscribers see it on their next sync), and a
-subscription it names does not exist (INVALID_ARGUMENT, as the contract says for a subscription that is not valid).
-`publish_info` itself (its rules, the password kept hashed, `publish_url`) is services/publish_info.py's.
+Publishing (`local_library.publish`, `item.publish`) is services/subscriptions.py's; `publish_info` itself (its
+rules, the password kept hashed, `publish_url`) is services/publish_info.py's.
 """
 
 from __future__ import annotations
@@ -14,7 +11,6 @@ from typing import Any
 
 from contentlib import errors
 from contentlib.model import (
-    DestinationSpec,
     ItemFindSpec,
     ItemModel,
     LibraryFindSpec,
@@ -65,20 +61,7 @@ def _check_policy(spec: LibraryModel, field: str) -> None:
         )
 
 
-def _check_subscriptions(subscriptions: list[DestinationSpec] | None, library_id: str) -> None:
-    """Every subscription named must be one of the library's: it has none (subscriptions do not exist yet)."""
-    if subscriptions:
-        named = ", ".join(repr(s.subscription) for s in subscriptions)
-        raise errors.invalid_argument(
-            f"The library {library_id} has no subscription {named}: subscriptions[].subscription must name one of "
-            "its subscriptions.",
-            library_id,
-            named,
-            msg_id="com.vmware.content.library.subscription.not_found",
-        )
-
-
-def _backing(ctx: Ctx, b: StorageBacking, i: int, datastores: Datastores) -> dict[str, Any]:
+def backing_row(ctx: Ctx, b: StorageBacking, i: int, datastores: Datastores) -> dict[str, Any]:
     """A storage backing as stored. Either kind maps to the blob store; a DATASTORE backing must name this server's
     datastore, and needs the privilege the contract names for it."""
     if b.type is None:
@@ -110,7 +93,7 @@ class Libraries:
         self.server_guid = guid
 
     # -- rendering -------------------------------------------------------------------------------------------
-    def library_model(self, row: Row, base_url: str) -> dict[str, Any]:
+    def library_model(self, row: Row, base_url: str, last_sync: float | None = None) -> dict[str, Any]:
         model: dict[str, Any] = {
             "id": row["id"],
             "name": row["name"],
@@ -126,6 +109,8 @@ class Libraries:
         extra = load_json(row["extra"])
         info = publish_info.render(extra.pop("publish_info", None), row["id"], base_url)
         model.update(extra)
+        if last_sync is not None:
+            model["last_sync_time"] = fmt_time(last_sync)
         if info is not None:
             model["publish_info"] = info
         return model
@@ -160,39 +145,72 @@ class Libraries:
                 "com.vmware.content.library.multiple_storage_backings",
                 "A library supports exactly one storage backing.",
             )
-        backings = [_backing(ctx, b, i, self.datastores) for i, b in enumerate(create_spec.storage_backings)]
+        backings = [backing_row(ctx, b, i, self.datastores) for i, b in enumerate(create_spec.storage_backings)]
         _check_policy(create_spec, "create_spec")
-        now = self.core.now()
         extra = _extra(create_spec, "create_spec")
         published = await publish_info.for_create(create_spec.publish_info)
         if published is not None:
             extra["publish_info"] = published.info
-        lid = self.core.new_id()
+        password = None if published is None else published.password_hash
+        return await self.insert(create_spec, "LOCAL", backings, extra, token, publish_password=password)
+
+    async def insert(
+        self,
+        spec: LibraryModel,
+        kind: str,
+        backings: list[dict[str, Any]],
+        extra: dict[str, Any],
+        token: str | None,
+        library_id: str | None = None,
+        **columns: Any,
+    ) -> str:
+        """Store a new library made from a checked create spec; its id (that of the library made with the same
+        client token, when one already was)."""
+        now = self.core.now()
+        library_id = library_id or self.core.new_id()
         try:
             await self.store.insert_library(
                 {
-                    "id": lid,
-                    "name": create_spec.name,
-                    "description": create_spec.description or "",
-                    "type": "LOCAL",
+                    "id": library_id,
+                    "name": spec.name,
+                    "description": spec.description or "",
+                    "type": kind,
                     "storage_backings": dumps(backings),
                     "extra": dumps(extra),
                     "version": 1,
                     "created": now,
                     "modified": now,
                     "client_token": token,
-                    "publish_password": None if published is None else published.password_hash,
+                    **columns,
                 }
             )
         except TokenTaken:
             row = await self.store.library_by_token(token or "")
             assert row is not None
             return str(row["id"])
-        return lid
+        return library_id
 
     async def get(self, ctx: Ctx, library_id: str, local_only: bool = False) -> dict[str, Any]:
         row = await self.library(library_id, local_only)
-        return self.library_model(row, ctx.base_url)
+        return await self.render(ctx, row)
+
+    async def render(self, ctx: Ctx, row: Row) -> dict[str, Any]:
+        """The library's model; a subscribed one's says when its last sync ended well."""
+        state = await self.store.sync_state(row["id"]) if row["type"] == "SUBSCRIBED" else None
+        return self.library_model(row, ctx.base_url, state["last_sync"] if state else None)
+
+    async def require_writable(self, item: Row, what: str) -> None:
+        """INVALID_ELEMENT_TYPE for an item of a subscribed library: only its syncs change it."""
+        library = await self.library(item["library_id"])
+        if library["type"] != "LOCAL":
+            raise errors.ApiError(
+                "INVALID_ELEMENT_TYPE",
+                "com.vmware.content.library.item.not_local",
+                f"{what} the library item {item['id']}: it is a member of the subscribed library {library['id']}, "
+                "which only its synchronization changes.",
+                item["id"],
+                library["id"],
+            )
 
     async def list_all(self, ctx: Ctx, local_only: bool = False) -> list[str]:
         return [r["id"] for r in await self.store.list_libraries("LOCAL" if local_only else None)]
@@ -263,50 +281,18 @@ class Libraries:
             for item in items:
                 blobs += await self.store.delete_item(item["id"])
             await self.store.delete_library(library_id)
+            await self.store.forget_subscriptions(library_id)
         await self.core.discard_blobs(blobs)
 
     # -- publishing -------------------------------------------------------------------------------------------
     @staticmethod
-    def _require_published(row: Row, what: str) -> None:
+    def require_published(row: Row, what: str) -> None:
         if (load_json(row["extra"]).get("publish_info") or {}).get("published") is not True:
             raise errors.not_allowed(
                 f"{what}: the library {row['id']} is not published (publish_info.published is not true).",
                 row["id"],
                 msg_id="com.vmware.content.library.not_published",
             )
-
-    async def publish_local(
-        self, ctx: Ctx, library_id: str, subscriptions: list[DestinationSpec] | None = None
-    ) -> None:
-        async with self.store.transaction():
-            row = await self.library(library_id, local_only=True)
-            self._require_published(row, f"Cannot publish the library {library_id}")
-            _check_subscriptions(subscriptions, library_id)
-            await self.store.bump_publish_version("library", library_id)
-
-    async def publish_item(
-        self,
-        ctx: Ctx,
-        library_item_id: str,
-        force_sync_content: bool,
-        subscriptions: list[DestinationSpec] | None = None,
-    ) -> None:
-        """`force_sync_content` applies to on-demand subscriptions only, and there are none. The library's count
-        goes up too: a subscriber watches the library's to learn that one of its items was published."""
-        async with self.store.transaction():
-            item = await self.item(library_item_id)
-            row = await self.library(item["library_id"])
-            if row["type"] != "LOCAL":
-                raise errors.ApiError(
-                    "INVALID_ELEMENT_TYPE",
-                    "com.vmware.content.library.item.not_local",
-                    f"The library item {library_item_id} is a member of a subscribed library.",
-                    library_item_id,
-                )
-            self._require_published(row, f"Cannot publish the library item {library_item_id}")
-            _check_subscriptions(subscriptions, row["id"])
-            await self.store.bump_publish_version("item", library_item_id)
-            await self.store.bump_publish_version("library", row["id"])
 
     # -- items ------------------------------------------------------------------------------------------------
     def item_model(self, row: Row) -> dict[str, Any]:
@@ -320,10 +306,12 @@ class Libraries:
             "version": str(row["version"]),
             "creation_time": fmt_time(row["created"]),
             "last_modified_time": fmt_time(row["modified"]),
-            "cached": True,
-            "size": row["size"],
+            "cached": bool(row["cached"]),
+            "size": row["size"] if row["cached"] else sum(f.get("size") or 0 for f in _remote_files(row)),
             "security_compliance": True,
         }
+        if row["last_sync"] is not None:
+            model["last_sync_time"] = fmt_time(row["last_sync"])
         if row["type"] is not None:
             model["type"] = row["type"]
         if row["source_id"] is not None:
@@ -370,7 +358,15 @@ class Libraries:
         if create_spec.name is None:
             raise errors.invalid_argument("create_spec.name is required.")
         self.check_item_text(create_spec.name, create_spec.description, "create_spec")
-        await self.library(create_spec.library_id)
+        library = await self.library(create_spec.library_id)
+        if library["type"] != "LOCAL":
+            raise errors.ApiError(
+                "INVALID_ELEMENT_TYPE",
+                "com.vmware.content.library.not_local",
+                f"Cannot create an item in the library {library['id']}: it is a subscribed library, which only its "
+                "synchronization changes.",
+                library["id"],
+            )
         now = self.core.now()
         item_id = self.core.new_id()
         clash = await self.store.insert_item(
@@ -413,10 +409,10 @@ class Libraries:
             raise errors.invalid_argument(
                 "The find spec is empty: give at least one of name, library_id, source_id, type, cached."
             )
-        if spec.cached is False:
-            return []  # every item's files are on local storage
         found = []
         for row in await self.store.list_items(spec.library_id):
+            if spec.cached is not None and bool(row["cached"]) != spec.cached:
+                continue
             if spec.name is not None and row["name"].lower() != spec.name.lower():
                 continue
             if spec.type is not None and (row["type"] or "").lower() != spec.type.lower():
@@ -429,6 +425,7 @@ class Libraries:
     async def update_item(self, ctx: Ctx, library_item_id: str, update_spec: ItemModel) -> None:
         async with self.store.transaction():
             row = await self.item(library_item_id)
+            await self.require_writable(row, "Cannot update")
             if update_spec.version is not None and update_spec.version != str(row["version"]):
                 raise errors.invalid_argument(
                     f"The library item {library_item_id} was changed concurrently: version {update_spec.version} was "
@@ -455,7 +452,7 @@ class Libraries:
 
     async def delete_item(self, ctx: Ctx, library_item_id: str) -> None:
         async with self.store.transaction():
-            await self.item(library_item_id)
+            await self.require_writable(await self.item(library_item_id), "Cannot delete")
             await self._check_no_active_session(library_item_id)
             await self.store.count_removed_item(library_item_id)  # the library's feed version must grow
             blobs = await self.store.delete_item(library_item_id)
@@ -472,13 +469,32 @@ class Libraries:
             "checksum_info": {"algorithm": "SHA1", "checksum": row["sha1"]},
         }
 
+    @staticmethod
+    def uncached_file_info(remote: dict[str, Any]) -> dict[str, Any]:
+        """A file of an item whose bytes are not here (on-demand): what its publisher says of it."""
+        info: dict[str, Any] = {"name": remote["name"], "cached": False, "version": "1"}
+        if remote.get("size") is not None:
+            info["size"] = remote["size"]
+        return info
+
     async def list_files(self, ctx: Ctx, library_item_id: str) -> list[dict[str, Any]]:
-        await self.item(library_item_id)
+        item = await self.item(library_item_id)
+        if not item["cached"]:
+            return [self.uncached_file_info(f) for f in _remote_files(item)]
         return [self.file_info(r) for r in await self.store.item_files(library_item_id)]
 
     async def get_file(self, ctx: Ctx, library_item_id: str, name: str) -> dict[str, Any]:
-        await self.item(library_item_id)
+        item = await self.item(library_item_id)
+        if not item["cached"]:
+            for f in _remote_files(item):
+                if f["name"] == name:
+                    return self.uncached_file_info(f)
         row = await self.store.item_file(library_item_id, name)
         if row is None:
             raise errors.not_found("file", f"'{name}' of library item {library_item_id}")
         return self.file_info(row)
+
+
+def _remote_files(item: Row) -> list[dict[str, Any]]:
+    """The files the publisher of a subscribed library's item lists for it (none for a local item)."""
+    return list((load_json(item["remote"]) or {}).get("files") or [])

@@ -1,7 +1,7 @@
 """Roles: what each user may do, as sets of the vendor's privileges.
 
 Every user has one role, which holds everywhere (there are no per-library permissions). The privileges are those the
-vendor's contract names for each operation (`operations.PRIVILEGES`); the roles mirror vCenter's:
+vendor's contract names for each operation (`privileges.PRIVILEGES`); the roles mirror vCenter's:
 
 - Administrator: every privilege.
 - ContentLibraryAdministrator (vCenter's "Content library administrator" sample role): every content-library

@@ -36,6 +36,11 @@ class TrustedCertificates:
         rows = await self.store.trusted_certificates()
         return {"certificates": [{"certificate": r["id"], "cert_text": r["cert_text"]} for r in rows]}
 
+    async def pems(self) -> list[str]:
+        """Every trusted certificate's PEM text: what a subscription to an https publisher trusts besides the
+        system's CAs."""
+        return [r["cert_text"] for r in await self.core.store.trusted_certificates()]
+
     async def _get(self, certificate: str) -> dict[str, Any]:
         row = await self.store.trusted_certificate(certificate.lower())
         if row is None:

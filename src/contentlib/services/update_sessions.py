@@ -108,6 +108,14 @@ class UpdateSessions(ItemSessions):
 
     # -- update session operations ------------------------------------------------------------------------------
     async def create(self, ctx: Ctx, create_spec: UpdateSessionModel, client_token: str | None = None) -> str:
+        """A session on an item of a local library: a subscribed library's items change only by its syncs."""
+        if create_spec.library_item_id:
+            item = await self.libraries.item(create_spec.library_item_id)
+            await self.libraries.require_writable(item, "An update session cannot be created on")
+        return await self.create_unchecked(ctx, create_spec, client_token)
+
+    async def create_unchecked(self, ctx: Ctx, create_spec: UpdateSessionModel, client_token: str | None = None) -> str:
+        """A session on any item: what a subscribed library's sync runs on its items."""
         behavior = to_builtins(create_spec.warning_behavior) if create_spec.warning_behavior is not None else []
         return await self._create(ctx, create_spec.library_item_id, client_token, warning_behavior=dumps(behavior))
 

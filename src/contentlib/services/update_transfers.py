@@ -64,6 +64,9 @@ class Transfers:
         self.store = core.store
         self.sessions = sessions
         self.http = http
+        # The credentials the PULLs of a session send (by session id): a subscribed library's sync sets its
+        # publisher's, which are never written into the session's rows (a file's info shows its source endpoint).
+        self.credentials: dict[str, aiohttp.BasicAuth] = {}
 
     async def receive_upload(
         self, token: str, name: str, chunks: AsyncIterator[bytes], content_length: int | None
@@ -367,7 +370,8 @@ class Transfers:
                     await self._transfer(row, _read_file(source), os.fstat(source.fileno()).st_size)
             else:
                 assert self.http is not None
-                async with self.http.get(uri, ssl=_pull_ssl(endpoint)) as resp:
+                auth = self.credentials.get(row["session_id"])
+                async with self.http.get(uri, ssl=_pull_ssl(endpoint), auth=auth) as resp:
                     if resp.status != 200:
                         raise TransferFailed(
                             f"Pulling '{row['name']}' from {uri} failed: HTTP {resp.status} {resp.reason}."

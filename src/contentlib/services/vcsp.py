@@ -23,6 +23,7 @@ image.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -82,6 +83,10 @@ def _manifest(files: list[Row], generation: int) -> FeedFile | None:
     return FeedFile(name, len(data), generation, data=data)
 
 
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def _href(item_id: str, name: str) -> str:
     if name == ITEM_FILE:  # that path is the item's descriptor
         return f"{quote(item_id, safe='')}/file/{quote(name, safe='')}"
@@ -120,6 +125,8 @@ class VcspFeed:
         if failures is not None and (delay := throttle_delay(failures["count"], failures["last"], self.core.now())):
             await asyncio.sleep(delay)
         stored = library["publish_password"]
+        if user == USER_NAME and _sha256(password) in await self.store.subscription_tokens(library["id"]):
+            return  # the credential of one of the library's subscriptions on this server (services/subscriptions.py)
         if user != USER_NAME or stored is None or not await verify(stored, password):
             now = self.core.now()
             if await self.store.record_login_failure(key, now, now - _THROTTLE_FORGET) == _THROTTLE_AFTER:

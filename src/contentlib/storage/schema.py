@@ -8,7 +8,7 @@ from typing import Any
 
 Row = dict[str, Any]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE users (
@@ -42,7 +42,8 @@ CREATE TABLE libraries (
     client_token TEXT UNIQUE,
     publish_version {int} NOT NULL DEFAULT 0,
     feed_removed {int} NOT NULL DEFAULT 0,
-    publish_password TEXT
+    publish_password TEXT,
+    subscription_password TEXT
 );
 CREATE TABLE items (
     id TEXT PRIMARY KEY,
@@ -57,7 +58,11 @@ CREATE TABLE items (
     created {real} NOT NULL,
     modified {real} NOT NULL,
     client_token TEXT UNIQUE,
-    publish_version {int} NOT NULL DEFAULT 0
+    publish_version {int} NOT NULL DEFAULT 0,
+    cached {int} NOT NULL DEFAULT 1,
+    remote TEXT,
+    synced_content TEXT,
+    last_sync {real}
 );
 CREATE UNIQUE INDEX items_name ON items (library_id, lower(name));
 CREATE TABLE item_changes (
@@ -146,6 +151,28 @@ CREATE TABLE download_files (
     bytes_transferred {int} NOT NULL,
     PRIMARY KEY (session_id, name)
 );
+CREATE TABLE library_syncs (
+    library_id TEXT PRIMARY KEY,
+    requested {real},
+    items TEXT,
+    running TEXT,
+    heartbeat {real},
+    last_sync {real},
+    last_error TEXT,
+    feed_version TEXT
+);
+CREATE TABLE subscriptions (
+    id TEXT PRIMARY KEY,
+    library_id TEXT NOT NULL,
+    subscribed_library_id TEXT NOT NULL,
+    location TEXT NOT NULL,
+    vcenter TEXT,
+    placement TEXT NOT NULL,
+    token_sha256 TEXT,
+    created {real} NOT NULL,
+    client_token TEXT UNIQUE
+);
+CREATE UNIQUE INDEX subscriptions_pair ON subscriptions (library_id, subscribed_library_id);
 CREATE TABLE trusted_certificates (
     id TEXT PRIMARY KEY,
     cert_text TEXT NOT NULL,
@@ -215,6 +242,25 @@ MIGRATIONS: dict[int, str] = {
         [
             "ALTER TABLE libraries ADD COLUMN feed_removed {int} NOT NULL DEFAULT 0",
             "ALTER TABLE libraries ADD COLUMN publish_password TEXT",
+        ]
+    ),
+    # Subscribed libraries: the password a subscription sends its publisher (which needs it in clear), each item's
+    # state against its publisher (whether its bytes are here, what the publisher said of it, which content version
+    # of the publisher's it holds), each library's synchronization (asked for, running where, how it ended), and
+    # the subscriptions a published library knows of (library.subscriptions).
+    7: ";".join(
+        [
+            "ALTER TABLE libraries ADD COLUMN subscription_password TEXT",
+            "ALTER TABLE items ADD COLUMN cached {int} NOT NULL DEFAULT 1",
+            "ALTER TABLE items ADD COLUMN remote TEXT",
+            "ALTER TABLE items ADD COLUMN synced_content TEXT",
+            "ALTER TABLE items ADD COLUMN last_sync {real}",
+            "CREATE TABLE library_syncs (library_id TEXT PRIMARY KEY, requested {real}, items TEXT, running TEXT, "
+            "heartbeat {real}, last_sync {real}, last_error TEXT, feed_version TEXT)",
+            "CREATE TABLE subscriptions (id TEXT PRIMARY KEY, library_id TEXT NOT NULL, subscribed_library_id TEXT "
+            "NOT NULL, location TEXT NOT NULL, vcenter TEXT, placement TEXT NOT NULL, token_sha256 TEXT, "
+            "created {real} NOT NULL, client_token TEXT UNIQUE)",
+            "CREATE UNIQUE INDEX subscriptions_pair ON subscriptions (library_id, subscribed_library_id)",
         ]
     ),
 }

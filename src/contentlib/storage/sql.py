@@ -25,6 +25,7 @@ import msgspec
 
 from contentlib import errors
 from contentlib.storage.schema import Row as Row  # re-exported: the services and drivers import it from here
+from contentlib.storage.sync_queries import SyncQueries
 
 
 class Busy(Exception):
@@ -73,8 +74,9 @@ def loads(text: str | None) -> Any:
     return None if text is None else msgspec.json.decode(text)
 
 
-class SqlStore:
-    """The queries; a driver subclass supplies the primitives below."""
+class SqlStore(SyncQueries):
+    """The queries (those of subscribed libraries' syncs in SyncQueries); a driver subclass supplies the primitives
+    below."""
 
     async def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Row | None:
         raise NotImplementedError
