@@ -16,7 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.common import BenchError, Config, Report, RssSampler, human, table, verdict
+from bench.common import BenchError, Config, Report, RssSampler, human, proc_tree, rss_bytes, table, verdict
 from bench.server import Api, Server
 from bench.upload import make_source
 
@@ -64,7 +64,7 @@ def _curl(urls: list[str], out: Path, parallel: bool) -> float:
     return elapsed
 
 
-def _sync(sub_api: Api, url: str, sub_srv: Server) -> tuple[str, float, int]:
+def _sync(sub_api: Api, url: str, sub_srv: Server) -> tuple[str, float, int, int]:
     spec = {
         "name": f"bench-sub-{uuid.uuid4().hex[:8]}",
         "type": "SUBSCRIBED",
@@ -76,6 +76,7 @@ def _sync(sub_api: Api, url: str, sub_srv: Server) -> tuple[str, float, int]:
             "automatic_sync_enabled": False,
         },
     }
+    before = sum(rss_bytes(p) for p in proc_tree(sub_srv.pid))
     with RssSampler(sub_srv.pid) as rss:
         started = time.monotonic()
         lib = str(sub_api.call("POST", "/api/content/subscribed-library", 201, json=spec))
@@ -89,7 +90,7 @@ def _sync(sub_api: Api, url: str, sub_srv: Server) -> tuple[str, float, int]:
                 raise BenchError("the sync did not finish in 30 minutes")
             time.sleep(0.02)
         elapsed = time.monotonic() - started
-    return lib, elapsed, rss.peak
+    return lib, elapsed, before, rss.peak
 
 
 def bench_vcsp_sync(cfg: Config, srv: Server, api: Api, work: Path, rep: Report) -> None:
@@ -111,7 +112,7 @@ def bench_vcsp_sync(cfg: Config, srv: Server, api: Api, work: Path, rep: Report)
         for _ in range(cfg.runs):
             serial = _curl(feed, work / "curl", parallel=False)
             together = _curl(feed, work / "curl", parallel=True)
-            lib, took, peak = _sync(sub_api, url, sub_srv)
+            lib, took, idle, peak = _sync(sub_api, url, sub_srv)
             started = time.monotonic()
             before = sub_api.call("GET", f"/api/content/subscribed-library/{lib}", 200).get("last_sync_time")
             sub_api.call("POST", f"/api/content/subscribed-library/{lib}?action=sync", 204)
@@ -128,7 +129,7 @@ def bench_vcsp_sync(cfg: Config, srv: Server, api: Api, work: Path, rep: Report)
                     f"{size / serial / MiB:.0f} MB/s",
                     f"{size / together / MiB:.0f} MB/s",
                     f"{again * 1000:.0f} ms",
-                    human(peak),
+                    f"{human(idle)} → {human(peak)}",
                 ]
             )
     finally:
@@ -137,7 +138,13 @@ def bench_vcsp_sync(cfg: Config, srv: Server, api: Api, work: Path, rep: Report)
     rep.add(
         f"## Subscribed library sync from another contentlib ({ITEMS} items, {human(size)} in all)\n\n"
         + table(
-            ["sync (create → all cached)", "curl, one by one", "curl --parallel", "sync again, unchanged", "peak RSS"],
+            [
+                "sync (create → all cached)",
+                "curl, one by one",
+                "curl --parallel",
+                "sync again, unchanged",
+                "subscriber RSS (all processes): before → peak",
+            ],
             rows,
         )
         + f"\n\nBest sync vs best curl: **{best:.2f}x** (target ≥ {TARGET}x): {verdict(best >= TARGET)}. "

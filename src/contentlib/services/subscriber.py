@@ -176,8 +176,12 @@ class Subscriber:
                 version = await self.sync_library(lib, pub, taken["feed_version"])
             for item_id, content in (load_json(taken["items"]) or {}).items():
                 await self.sync_one(lib, pub, item_id, content)
-        except (ProbeError, errors.ApiError) as e:
-            text = e.text if isinstance(e, ProbeError) else e.messages[0]["default_message"]
+        except Exception as e:  # recorded, whatever it was: the request was taken, and must end
+            if isinstance(e, ProbeError | errors.ApiError):
+                text = e.text if isinstance(e, ProbeError) else e.messages[0]["default_message"]
+            else:
+                log.exception("the sync of library %s broke", library_id)
+                text = f"{e.__class__.__name__}: {e}"
             log.warning("the sync of library %s failed: %s", library_id, text)
             failure = message_json(SYNC_FAILED, f"The sync of the library {library_id} failed: {text}", text)
             await self.store.finish_sync(library_id, self.owner, None, failure, None)
@@ -234,6 +238,8 @@ class Subscriber:
         """Items gone from the publisher go, new ones are made (uncached), changed ones take the publisher's name,
         description and type; the rows by publisher id. Names are unique in a library: an item that takes another's
         old name (a swap) first gets a name of its own for a moment."""
+        if await self.store.get_library(lib["id"]) is None:
+            raise errors.not_found("library", lib["id"])  # deleted meanwhile: nothing to mirror into
         by_source = {r["source_id"]: r for r in local}
         listed = {r.id for r in remote}
         if remove:
@@ -300,6 +306,8 @@ class Subscriber:
 
         async def one(row: Row, remote: RemoteItem) -> None:
             async with limit:
+                if await self.store.get_library(lib["id"]) is None:
+                    return  # deleted meanwhile (in another process): its items went with it
                 try:
                     await self.fetch(row, remote, pub)
                 except errors.ApiError as e:
