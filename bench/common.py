@@ -41,8 +41,10 @@ class BenchError(Exception):
 # configuration
 
 
-# The sections in the order they run: `--only` takes these names or their numbers (1-9).
-SECTIONS = ("limits", "upload", "api", "cycles", "ova", "jsonrpc", "scaleout", "govc", "peer", "vcspsync")
+# The sections in the order they run: `--only` takes these names or their numbers (1-11).
+SECTIONS = (
+    "limits", "upload", "api", "cycles", "ova", "jsonrpc", "scaleout", "govc", "peer", "vcspsync", "vcspfeed",
+)  # fmt: skip
 
 
 @dataclass
@@ -67,10 +69,17 @@ class Config:
     parent: Path | None
     out: Path
     only: frozenset[str] = frozenset()  # the sections `--only` names; empty: all of them
+    vcspfeed: bool = True
 
     def wants(self, section: str) -> bool:
         """Whether a section runs: named by `--only` (or no `--only`), and not switched off by its `--no-...`."""
-        off = {"ova": not self.ova, "scaleout": not self.scaleout, "govc": not self.govc, "peer": not self.peer}
+        off = {
+            "ova": not self.ova,
+            "scaleout": not self.scaleout,
+            "govc": not self.govc,
+            "peer": not self.peer,
+            "vcspfeed": not self.vcspfeed,
+        }
         return (not self.only or section in self.only) and not off.get(section, False)
 
 

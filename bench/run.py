@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """contentlib benchmark: machine limits, upload, API GET rate, cycle rate, OVA vs plain upload, REST vs JSON-RPC,
 PostgreSQL + S3 next to SQLite + disk, govc library.import against vcsim 0.24.2, the API request rate against vcsim
-0.24.2.
+0.24.2, the VCSP feed of a published library with 10,000 items.
 
 Starts its own `python -m contentlib serve --http` on a free loopback port with a temporary data dir,
 measures, prints Markdown tables next to the targets of issues 2-5 and the vcsim reference figures, writes
 them to bench/results/latest.md (bench/results/quick.md with --quick), and deletes the data dir.
 
     .venv/bin/python bench/run.py [--runs N] [--no-10g] [--no-ova] [--no-scaleout] [--no-govc] [--no-peer]
+                                  [--no-vcspfeed]
                                   [--only SECTION,...] [--quick] [--dir PARENT] [--out FILE] [--pg URL] [--s3 URL]
 
 Needs curl and wrk (wrk is installed with `apt-get install -y wrk` when missing and running as root). Section 7
@@ -52,6 +53,7 @@ from bench.peer import bench_peer
 from bench.scaleout import bench_scaleout
 from bench.server import Api, Server
 from bench.upload import bench_upload, make_source
+from bench.vcsp_feed import bench_vcsp_feed
 from bench.vcsp_sync import bench_vcsp_sync
 
 
@@ -70,6 +72,11 @@ def parse_args(argv: list[str] | None = None) -> Config:
         "--no-peer",
         action="store_true",
         help=f"skip the API request rate against vcsim {GOVMOMI_VERSION} (section 9)",
+    )
+    p.add_argument(
+        "--no-vcspfeed",
+        action="store_true",
+        help="skip the VCSP feed of a published library with 10,000 items (section 11)",
     )
     p.add_argument(
         "--only",
@@ -128,6 +135,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
             parent=a.dir,
             out=a.out or RESULTS / "quick.md",
             only=frozenset(only),
+            vcspfeed=not a.no_vcspfeed,
         )
     return Config(
         runs=runs,
@@ -150,6 +158,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         parent=a.dir,
         out=a.out or RESULTS / "latest.md",
         only=frozenset(only),
+        vcspfeed=not a.no_vcspfeed,
     )
 
 
@@ -202,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.wants("vcspsync"):
             with rep.section("subscribed library sync", srv):
                 bench_vcsp_sync(cfg, srv, api, work, rep)
+        if cfg.wants("vcspfeed"):
+            with rep.section("VCSP feed"):
+                bench_vcsp_feed(cfg, work, rep)
     except (BenchError, requests.RequestException) as e:
         rep.failed.append("setup")
         rep.add(f"**ERROR**: `{type(e).__name__}: {e}`")

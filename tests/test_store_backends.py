@@ -1334,6 +1334,62 @@ def test_blob_delete_orphans_respects_the_grace_period(run_blobs: Callable[..., 
     run_blobs(body)
 
 
+def test_documents_are_written_whole_listed_and_deleted_beside_the_blobs(run_blobs: Callable[..., None]) -> None:
+    """The documents of persisted VCSP feeds: replaced whole under their key, listed by folder, deleted; never
+    among the blobs (the garbage collector lists only those), and keys that could leave their place refused."""
+
+    async def body(blobs: BlobBackend) -> None:
+        store = blobs.store
+        bid = blob_id()
+        await write_blob(store, bid, b"blob")
+        top = f"vcsp/{uuid.uuid4()}/"
+        assert await store.read_document(top + "lib.json") is None
+        assert await store.list_documents(top) == []
+        await store.put_document(top + "lib.json", b'{"version": "1"}')
+        await store.put_document(top + "lib.json", b'{"version": "2"}')  # replaced
+        await store.put_document(top + "i1/item.json", b"{}")
+        await store.put_document(f"vcsp/{uuid.uuid4()}/lib.json", b"{}")  # another folder
+        assert await store.read_document(top + "lib.json") == b'{"version": "2"}'
+        assert await store.list_documents(top) == [top + "i1/item.json", top + "lib.json"]
+        assert await store.list_ids() == [bid]  # not blobs
+        assert (top + "lib.json").split("/", 1)[1] in store.document_uri(top + "lib.json")
+        await store.delete_documents([top + "i1/item.json", top + "missing.json"])
+        assert await store.list_documents(top) == [top + "lib.json"]
+        await store.delete_documents([top + "lib.json"])
+        assert await store.list_documents(top) == [] and await read(store, bid) == b"blob"
+        for bad in ("", "/etc/passwd", "vcsp/../x", "vcsp//x", f"blobs/{bid}", "vcsp/./x"):
+            with pytest.raises(ValueError):
+                await store.put_document(bad, b"x")
+
+    run_blobs(body)
+
+
+def test_a_blob_copied_to_a_document_has_its_bytes(
+    run_blobs: Callable[..., None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A persisted feed's files: a hard link on disk (no bytes copied), a server-side copy on S3, in parts beyond
+    `_COPY_PART` (made small here: S3 parts are at least 5 MiB, but the last); the blob itself unchanged."""
+    import contentlib.storage.s3
+
+    monkeypatch.setattr(contentlib.storage.s3, "_COPY_PART", 5 * 1024 * 1024)
+
+    async def body(blobs: BlobBackend) -> None:
+        store = blobs.store
+        top = f"vcsp/{uuid.uuid4()}/"
+        for size in (0, 1000, 11 * 1024 * 1024 + 3):
+            data, bid = os.urandom(size), blob_id()
+            await write_blob(store, bid, data)
+            await store.copy_to_document(bid, top + f"item/{size}.iso")
+            await store.copy_to_document(bid, top + f"item/{size}.iso")  # again: replaced
+            assert await store.read_document(top + f"item/{size}.iso") == data
+            assert await read(store, bid) == data
+            if isinstance(store, FileBlobStore):
+                assert store.document_path(top + f"item/{size}.iso").stat().st_nlink == 2  # the blob's own bytes
+        assert len(await store.list_documents(top)) == 3 and len(await store.list_ids()) == 3
+
+    run_blobs(body)
+
+
 # -- schema migrations -----------------------------------------------------------------------------------------------
 def version_6_statements(real: str, integer: str) -> list[str]:
     """The schema of version 6: today's, without what migration 7 adds (subscribed libraries: a column of libraries,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,7 +28,7 @@ import pytest
 import requests
 from com.vmware.content.library_client import PublishInfo
 from com.vmware.content_client import LibraryModel
-from conftest import ADMIN_PASSWORD, ADMIN_USER, Api, ServerProcess, assert_error
+from conftest import ADMIN_PASSWORD, ADMIN_USER, Api, ServerProcess, assert_error, pg_run
 from ovfkit import build_package, disk_bytes
 from test_jsonrpc_sdk import connect
 from vcsptree import Feed
@@ -364,6 +365,84 @@ def test_changing_the_password_needs_the_current_one(api: Api) -> None:
     r = api.patch(f"{LL}/{opened}", json={"publish_info": {"authentication_method": "BASIC", "password": "p-Pa55"}})
     assert r.status_code == 204, r.text
     assert feed_of(api, opened).get().status_code == 401 and feed_of(api, opened, ("vcsp", "p-Pa55")).get().ok
+
+
+def test_a_changed_publish_password_counts_at_once_in_every_worker(make_server: Callable[..., ServerProcess]) -> None:
+    """A verified publish password is remembered per process (argon2 costs tens of milliseconds a request), keyed by
+    the stored hash: after a change the old password is refused at once by every worker, though each had just
+    accepted it, and the new one accepted."""
+    srv = make_server(args=["--workers", "2"])
+    api = Api(srv.base)
+    lib = api.create_library(publish_info=BASIC)
+    url = library_info(api, lib)["publish_info"]["publish_url"]
+
+    def answer(auth: tuple[str, str]) -> int:
+        # a new connection each time: the kernel spreads them over both workers
+        return requests.get(url, auth=auth, timeout=30).status_code
+
+    assert {answer(VCSP) for _ in range(24)} == {200}  # remembered now, in both workers
+    r = api.patch(f"{LL}/{lib}", json={"publish_info": {"password": "changed-Pa55", "current_password": VCSP[1]}})
+    assert r.status_code == 204, r.text
+    # each refusal followed by a success, which clears the failures counted (no slowed-down answers)
+    assert {(answer(VCSP), answer(("vcsp", "changed-Pa55"))) for _ in range(24)} == {(401, 200)}
+
+
+def forget_publish_password(srv: ServerProcess, lib: str) -> None:
+    """Make `lib` what a library published with BASIC before schema 6 is: no publish password stored (the server
+    is stopped while its database is changed, as an upgrade finds it)."""
+    srv.stop()
+    sql = "UPDATE libraries SET publish_password=NULL WHERE id="
+    if srv.database:
+        pg_run(srv.database, sql + "$1", lib)
+    else:
+        with sqlite3.connect(srv.data_dir / "contentlib.sqlite3") as db:
+            assert db.execute(sql + "?", (lib,)).rowcount == 1
+    srv.start()
+
+
+def test_a_basic_library_from_before_schema_6_gets_a_password_without_a_current_one(
+    make_server: Callable[..., ServerProcess],
+) -> None:
+    """Schema 6 added `publish_password`; a BASIC library published before has none, so its feed refuses everyone
+    (there is no password to accept) until an update gives it one, which needs no `current_password` (there is none
+    to check); from then on the usual rules hold."""
+    srv = make_server()
+    api = Api(srv.base)
+    lib = api.create_library(publish_info=BASIC)
+    forget_publish_password(srv, lib)
+    assert api.login()
+    url = library_info(api, lib)["publish_info"]["publish_url"]
+    assert library_info(api, lib)["publish_info"]["authentication_method"] == "BASIC"
+    for auth in (VCSP, ("vcsp", ""), ("vcsp", "anything"), None):
+        assert_error(Feed(url, auth).get(), 401, "UNAUTHENTICATED")
+    r = api.patch(f"{LL}/{lib}", json={"publish_info": {"password": "given-Pa55"}})
+    assert r.status_code == 204, r.text
+    assert Feed(url, ("vcsp", "given-Pa55")).get().status_code == 200
+    assert_error(Feed(url, VCSP).get(), 401, "UNAUTHENTICATED")
+    r = api.patch(f"{LL}/{lib}", json={"publish_info": {"password": "third-Pa55"}})  # now there is one to check
+    assert_error(r, 400, "INVALID_ARGUMENT", "current_password")
+    assert Feed(url, ("vcsp", "given-Pa55")).get().status_code == 200
+    # the other ways out of such a library need no current password either: turning BASIC off, unpublishing
+    off, unpublished = api.create_library(publish_info=BASIC), api.create_library(publish_info=BASIC)
+    forget_publish_password(srv, off)
+    forget_publish_password(srv, unpublished)
+    assert api.login()
+    assert api.patch(f"{LL}/{off}", json={"publish_info": {"authentication_method": "NONE"}}).status_code == 204
+    assert feed_of(api, off).get().status_code == 200
+    assert api.patch(f"{LL}/{unpublished}", json={"publish_info": {"published": False}}).status_code == 204
+    assert "publish_url" not in library_info(api, unpublished)["publish_info"]
+    # published again with BASIC, it needs the password it never had
+    r = api.patch(f"{LL}/{unpublished}", json={"publish_info": {"published": True}})
+    assert_error(r, 400, "INVALID_ARGUMENT", "password", "required")
+    r = api.patch(f"{LL}/{unpublished}", json={"publish_info": {"published": True, "password": "fourth-Pa55"}})
+    assert r.status_code == 204, r.text
+    assert feed_of(api, unpublished, ("vcsp", "fourth-Pa55")).get().status_code == 200
+    # and one that has no password may not keep BASIC with an empty one
+    last = api.create_library(publish_info=BASIC)
+    forget_publish_password(srv, last)
+    assert api.login()
+    r = api.patch(f"{LL}/{last}", json={"publish_info": {"password": ""}})
+    assert_error(r, 400, "INVALID_ARGUMENT", "password", "empty")
 
 
 # -- versions -------------------------------------------------------------------------------------------------------

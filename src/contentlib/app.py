@@ -37,6 +37,7 @@ from contentlib.services.subscriptions import Subscriptions
 from contentlib.services.trusted_certificates import TrustedCertificates
 from contentlib.services.update_sessions import UpdateSessions
 from contentlib.services.vcsp import VcspFeed
+from contentlib.services.vcsp_persist import FeedPersister
 from contentlib.storage import open_blobs, open_store
 from contentlib.storage.blobs import BlobStore
 from contentlib.storage.sql import SqlStore
@@ -73,9 +74,11 @@ class App:
         self.legacy_rest = LegacyRestApi(self)
         self.soap = SoapApi(self)
         self.data = DataPlane(self.update_sessions.transfers, self.download_sessions, blobs)
-        self.vcsp = VcspApi(VcspFeed(self.core), blobs)
+        feed = VcspFeed(self.core)
+        self.vcsp = VcspApi(feed, blobs)
+        self.persisted_feeds = FeedPersister(feed, self.store, blobs)
         self._proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
-        self._background: list[asyncio.Task[None]] = []  # the sweeper and the transfer watchdog
+        self._background: list[asyncio.Task[None]] = []  # the sweeper, the transfer watchdog, the persisted feeds
         self._last_gc = 0.0
         self._base_urls: dict[tuple[str, str], str] = {}  # (scheme, Host) -> base URL, checked once
         self.recovered = False  # `recover` ran already, in the process that forked this one
@@ -151,7 +154,11 @@ class App:
         else:
             await self.recover()
         loop = asyncio.get_running_loop()
-        self._background = [loop.create_task(self._sweep_forever()), loop.create_task(self._watch_transfers())]
+        self._background = [
+            loop.create_task(self._sweep_forever()),
+            loop.create_task(self._watch_transfers()),
+            loop.create_task(self._persist_forever()),
+        ]
 
     async def stop(self) -> None:
         await self.subscriber.stop()
@@ -188,6 +195,18 @@ class App:
                     await self.sweep()
             except Exception:
                 log.exception("sweep failed")
+
+    async def _persist_forever(self) -> None:
+        """The VCSP feeds published with persist_json_enabled, written into the storage by the sweeper's process (one
+        replica at a time), in a loop of their own: writing a large library's feed anew must not hold back the
+        expiry of sessions."""
+        while True:
+            await asyncio.sleep(self.settings.sweep_interval)
+            try:
+                if await self.store.is_sweeper():
+                    await self.persisted_feeds.sync()
+            except Exception:
+                log.exception("writing the persisted VCSP feeds failed")
 
     async def sweep(self) -> None:
         """Expire idle ACTIVE sessions, delete finished ones after the retention period, forget idle API

@@ -8,12 +8,16 @@ to get the URL.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.helpers import ETag
 
 from contentlib import errors
+from contentlib.protocols import conditional
 from contentlib.protocols.http import internal, json_response
 from contentlib.services.download_sessions import DownloadSessions
 from contentlib.services.update_transfers import Transfers
@@ -65,38 +69,57 @@ class DataPlane:
         return await send_blob(request, self.blobs, blob_id, size)
 
 
-async def send_blob(request: web.Request, blobs: BlobStore, blob_id: str, size: int) -> web.StreamResponse:
-    """A blob's bytes, or the part a Range header asks for (206; 416 when none of it exists); HEAD too."""
+async def send_blob(
+    request: web.Request, blobs: BlobStore, blob_id: str, size: int, etag: str | None = None
+) -> web.StreamResponse:
+    """A blob's bytes, or the part a Range header asks for (206; 416 when none of it exists); HEAD too. With `etag`
+    (a quoted strong entity tag that changes whenever the bytes do), that is the response's validator:
+    `If-None-Match` naming it gets 304, and a `Range` sent with an `If-Range` that does not name it gets the whole
+    blob (200)."""
     path = blobs.local_path(blob_id)
 
     async def read(start: int, end: int) -> AsyncIterator[bytes]:
         async for chunk in blobs.read(blob_id, start, end):
             yield chunk
 
-    return await send_content(request, size, read, path)
+    return await send_content(request, size, read, path, etag)
 
 
-async def send_bytes(request: web.Request, data: bytes) -> web.StreamResponse:
+async def send_bytes(request: web.Request, data: bytes, etag: str | None = None) -> web.StreamResponse:
     """Bytes made in memory (a small generated file), served like a blob."""
 
     async def read(start: int, end: int) -> AsyncIterator[bytes]:
         yield data[start:end]
 
-    return await send_content(request, len(data), read)
+    return await send_content(request, len(data), read, etag=etag)
 
 
 async def send_content(
-    request: web.Request, size: int, read: Callable[[int, int], AsyncIterator[bytes]], path: Path | None = None
+    request: web.Request,
+    size: int,
+    read: Callable[[int, int], AsyncIterator[bytes]],
+    path: Path | None = None,
+    etag: str | None = None,
 ) -> web.StreamResponse:
-    span = _span(request, size)
+    use_range = True
+    if etag is not None:
+        if conditional.not_modified(request, etag):
+            return conditional.not_modified_response(etag, {"Accept-Ranges": "bytes"})
+        use_range = conditional.range_applies(request, etag)
+    span = _span(request, size) if use_range else (0, size)
     if span is None:
         # aiohttp would answer this one chunked; clients expect a plain, sized 416.
         return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
+    headers = {"Content-Type": "application/octet-stream"}
     if path is not None:  # sendfile, ranges and HEAD by aiohttp
-        return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
+        if etag is not None:
+            return _TaggedFileResponse(path, etag, use_range, headers)
+        return web.FileResponse(path, headers=headers)
     start, end = span
-    headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes"}
-    if "Range" in request.headers and _parsed_range(request) is not None:
+    headers["Accept-Ranges"] = "bytes"
+    if etag is not None:
+        headers["ETag"] = etag
+    if use_range and "Range" in request.headers and _parsed_range(request) is not None:
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
     response = web.StreamResponse(status=206 if "Content-Range" in headers else 200, headers=headers)
     response.content_length = end - start
@@ -106,6 +129,43 @@ async def send_content(
             await response.write(chunk)
     await response.write_eof()
     return response
+
+
+_CONDITIONAL = ("If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since", "If-Range")
+
+
+class _TaggedFileResponse(web.FileResponse):
+    """aiohttp's FileResponse (sendfile, Range, HEAD) with the caller's entity tag as its only validator, in place of
+    aiohttp's own (the file's mtime and size: another file on S3 than on disk, and unrelated to what a feed says):
+    the conditional headers were evaluated by send_content, so aiohttp sees the request without them (and without
+    its Range when an If-Range did not match), and its ETag and Last-Modified are not sent."""
+
+    def __init__(self, path: Path, etag: str, use_range: bool, headers: dict[str, str]) -> None:
+        super().__init__(path, headers={**headers, "ETag": etag})
+        self._use_range = use_range
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if self.prepared:  # the handler's caller prepares again what is already sent
+            return await web.StreamResponse.prepare(self, request)
+        drop = {h.lower() for h in _CONDITIONAL} | (set() if self._use_range else {"range"})
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in drop]
+        return await super().prepare(request.clone(headers=headers))
+
+    @property
+    def etag(self) -> ETag | None:
+        return super().etag
+
+    @etag.setter
+    def etag(self, value: ETag | str | None) -> None:
+        """aiohttp's own tag is not sent: the one given at construction stays."""
+
+    @property
+    def last_modified(self) -> datetime.datetime | None:
+        return None
+
+    @last_modified.setter
+    def last_modified(self, value: float | datetime.datetime | str | None) -> None:
+        """No Last-Modified: the entity tag is the one validator."""
 
 
 def _parsed_range(request: web.Request) -> slice | None:

@@ -137,7 +137,9 @@ async def for_update(
                 f"{field}.current_password",
             )
     password_hash = await _hash(spec.password, method, field) if spec.password is not None else current_hash
-    if method == "BASIC" and password_hash is None:
+    # A library published with BASIC before schema 6 has no password: it may be unpublished as it is (nothing then
+    # serves it), anything else that keeps BASIC must give it one.
+    if method == "BASIC" and password_hash is None and (published or old_method != "BASIC"):
         raise errors.invalid_argument(
             f"{field}.password is required to use BASIC authentication: the library has no password yet.",
             f"{field}.password",

@@ -39,5 +39,5 @@ async def open_blobs(settings: Settings) -> BlobStore:
     if url:
         if not url.startswith("file://"):
             raise ValueError(f"--blobs wants file:///dir or s3://bucket/prefix?endpoint=..., got {url!r}")
-        return FileBlobStore(Path(url[len("file://") :]))
-    return FileBlobStore(settings.blob_dir)
+        return FileBlobStore(Path(url[len("file://") :]), documents=settings.data_dir)
+    return FileBlobStore(settings.blob_dir, documents=settings.data_dir)

@@ -66,6 +66,30 @@ class BlobStore(Protocol):
         """The storage's capacity and free bytes, or None when it has no capacity to report (S3)."""
         ...
 
+    # Documents: small files written whole under a key (`vcsp/<library id>/lib.json`), beside the blobs and never
+    # among them (the garbage collector lists and deletes blobs only). A document replaces the one before under its
+    # key at once: a reader never sees half of one. Used for the VCSP feeds persisted with `persist_json_enabled`.
+    async def put_document(self, key: str, data: bytes) -> None: ...
+
+    async def read_document(self, key: str) -> bytes | None:
+        """The document under `key`, or None when there is none."""
+        ...
+
+    async def list_documents(self, prefix: str) -> list[str]:
+        """The keys of every document under `prefix` (a folder: `vcsp/<library id>/`)."""
+        ...
+
+    async def delete_documents(self, keys: list[str]) -> None: ...
+
+    async def copy_to_document(self, blob_id: str, key: str) -> None:
+        """The blob's bytes also under the document key `key` (a hard link on disk where the filesystem allows
+        it, a server-side copy on S3): a persisted feed's files."""
+        ...
+
+    def document_uri(self, key: str) -> str:
+        """Where a document is, as a URI (`file:///...`, `s3://bucket/key`)."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -4,6 +4,9 @@ On-disk layout under the data dir:
 
     blobs/
       <update session id>/<uuid>     one file's bytes, staged by that session (blob id "<session id>/<uuid>")
+    vcsp/<library id>/                the documents of a feed persisted with `persist_json_enabled`: lib.json,
+                                      items.json, <item id>/item.json (written whole: a temporary file renamed),
+                                      and the items' files (hard links to their blobs)
 
 A blob is written once, under a fresh id, and never modified. Whether anybody sees it is decided by the metadata
 alone: an update session's file row points at its staged blob, and `complete` moves that pointer into the item's
@@ -17,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,6 +28,7 @@ from pathlib import Path
 from contentlib.transfer import run_blocking
 
 ALIGN = 4096
+_TMP = ".contentlib-tmp"  # a document being written (renamed over its key once whole)
 _READ = 1024 * 1024
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 
@@ -90,8 +95,9 @@ class FileSink:
 class FileBlobStore:
     """The BlobStore on a local (or shared) filesystem."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, documents: Path | None = None) -> None:
         self.root = root
+        self.documents = documents or root.parent  # the data dir: the documents are never among the blobs
         root.mkdir(parents=True, exist_ok=True)
 
     def path(self, blob_id: str) -> Path:
@@ -169,6 +175,80 @@ class FileBlobStore:
         """The filesystem's size and the bytes an unprivileged writer may still use (statvfs)."""
         st = await run_blocking(os.statvfs, self.root)
         return st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
+
+    def document_path(self, key: str) -> Path:
+        parts = key.split("/")
+        if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or parts[0] == "blobs":
+            raise ValueError(f"not a document key: {key!r}")
+        return self.documents / key
+
+    def document_uri(self, key: str) -> str:
+        return self.document_path(key).resolve().as_uri()
+
+    async def put_document(self, key: str, data: bytes) -> None:
+        def write() -> None:
+            path = self.document_path(key)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}{_TMP}")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+
+        await run_blocking(write)
+
+    async def copy_to_document(self, blob_id: str, key: str) -> None:
+        def link() -> None:
+            path = self.document_path(key)
+            with contextlib.suppress(OSError):
+                if os.path.samefile(self.path(blob_id), path):
+                    return  # that blob already (a rename over a link of the same file would do nothing)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}{_TMP}")
+            tmp.unlink(missing_ok=True)
+            try:  # the same bytes, no copy (blobs are never modified); they stay while either name does
+                os.link(self.path(blob_id), tmp)
+            except OSError as e:
+                if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                    raise
+                shutil.copyfile(self.path(blob_id), tmp)
+            os.replace(tmp, path)
+
+        await run_blocking(link)
+
+    async def read_document(self, key: str) -> bytes | None:
+        def read() -> bytes | None:
+            try:
+                return self.document_path(key).read_bytes()
+            except FileNotFoundError:
+                return None
+
+        data: bytes | None = await run_blocking(read)
+        return data
+
+    async def list_documents(self, prefix: str) -> list[str]:
+        def listing() -> list[str]:
+            top = self.document_path(prefix.rstrip("/"))
+            if not top.is_dir():
+                return []
+            return sorted(
+                f.relative_to(self.documents).as_posix()
+                for f in top.rglob("*")
+                if f.is_file() and not f.name.endswith(_TMP)
+            )
+
+        return list(await run_blocking(listing))
+
+    async def delete_documents(self, keys: list[str]) -> None:
+        def delete_them() -> None:
+            for key in keys:
+                path = self.document_path(key)
+                path.unlink(missing_ok=True)
+                for folder in path.parents:  # folders left empty, up to the top one (`vcsp`)
+                    if folder == self.documents or folder.parent == self.documents:
+                        break
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()
+
+        await run_blocking(delete_them)
 
     async def close(self) -> None:
         pass

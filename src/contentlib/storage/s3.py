@@ -1,10 +1,14 @@
 """The BlobStore on an S3-compatible object store, shared by every replica (`--blobs s3://bucket/prefix?...`).
 
 Object layout: `<prefix>/blobs/<update session id>/<uuid>` (blob ids are "<session id>/<uuid>": a session's staged
-objects share its prefix; `complete` points the item at them, nothing is copied). A blob is uploaded as a multipart
-upload whose parts are the transfer's batches, streamed as they arrive (no temporary file, memory bounded by the
-transfer's ring of batches); parts go up side by side (a part's number fixes its place, not the order it arrives
-in). Nothing is visible under the key until the upload completes; an aborted upload leaves nothing.
+objects share its prefix; `complete` points the item at them, nothing is copied), and documents beside them:
+`<prefix>/vcsp/<library id>/lib.json` and the rest of a feed persisted with `persist_json_enabled` (its files are
+server-side copies of their blobs).
+
+A blob is uploaded as a multipart upload whose parts are the transfer's batches, streamed as they arrive (no
+temporary file, memory bounded by the transfer's ring of batches); parts go up side by side (a part's number fixes
+its place, not the order it arrives in). Nothing is visible under the key until the upload completes; an aborted
+upload leaves nothing.
 
 The client is aiobotocore (asyncio): requests wait without blocking the event loop. One cost stays in the loop:
 over a plain-HTTP endpoint SigV4 signs each part's SHA-256 (about 4 ms per 8 MiB part here); an HTTPS endpoint
@@ -27,6 +31,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
 _READ = 1024 * 1024
+_COPY_PART = 1024**3  # a blob copied into a persisted feed: parts of 1 GiB beyond that (S3 allows 5 GiB per part)
 
 
 class S3Sink:
@@ -155,6 +160,74 @@ class S3BlobStore:
 
     async def space(self) -> tuple[int, int] | None:
         return None  # a bucket has no capacity, and S3 reports none
+
+    def _document_key(self, key: str) -> str:
+        parts = key.split("/")
+        if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or parts[0] == "blobs":
+            raise ValueError(f"not a document key: {key!r}")
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def document_uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._document_key(key)}"
+
+    async def put_document(self, key: str, data: bytes) -> None:
+        content_type = "application/json" if key.endswith(".json") else "application/octet-stream"
+        await self.client.put_object(
+            Bucket=self.bucket, Key=self._document_key(key), Body=data, ContentType=content_type
+        )
+
+    async def read_document(self, key: str) -> bytes | None:
+        try:
+            response = await self.client.get_object(Bucket=self.bucket, Key=self._document_key(key))
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+        async with response["Body"] as body:
+            return bytes(await body.read())
+
+    async def list_documents(self, prefix: str) -> list[str]:
+        top = self._document_key(prefix.rstrip("/")) + "/"
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        paginator = self.client.get_paginator("list_objects_v2")
+        keys = []
+        async for page in paginator.paginate(Bucket=self.bucket, Prefix=top):
+            keys += [entry["Key"][strip:] for entry in page.get("Contents", [])]
+        return sorted(keys)
+
+    async def delete_documents(self, keys: list[str]) -> None:
+        for start in range(0, len(keys), 1000):
+            objects = [{"Key": self._document_key(k)} for k in keys[start : start + 1000]]
+            await self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True})
+
+    async def copy_to_document(self, blob_id: str, key: str) -> None:
+        source = {"Bucket": self.bucket, "Key": self._key(blob_id)}
+        target = self._document_key(key)
+        size = await self.size(blob_id)
+        if size <= _COPY_PART:  # one CopyObject (S3 copies up to 5 GiB in one request)
+            await self.client.copy_object(Bucket=self.bucket, Key=target, CopySource=source)
+            return
+        upload = (await self.client.create_multipart_upload(Bucket=self.bucket, Key=target))["UploadId"]
+        try:
+            parts = []
+            for number, start in enumerate(range(0, size, _COPY_PART), 1):
+                end = min(start + _COPY_PART, size) - 1
+                response = await self.client.upload_part_copy(
+                    Bucket=self.bucket,
+                    Key=target,
+                    UploadId=upload,
+                    PartNumber=number,
+                    CopySource=source,
+                    CopySourceRange=f"bytes={start}-{end}",
+                )
+                parts.append({"PartNumber": number, "ETag": response["CopyPartResult"]["ETag"]})
+            await self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=target, UploadId=upload, MultipartUpload={"Parts": parts}
+            )
+        except BaseException:
+            with contextlib.suppress(ClientError):
+                await self.client.abort_multipart_upload(Bucket=self.bucket, Key=target, UploadId=upload)
+            raise
 
     def direct_uri(self, blob_id: str) -> str:
         return f"s3://{self.bucket}/{self._key(blob_id)}"

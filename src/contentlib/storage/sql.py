@@ -135,6 +135,9 @@ class SqlStore(SyncQueries):
             (key, value),
         )
 
+    async def delete_meta(self, key: str) -> None:
+        await self._exec("DELETE FROM meta WHERE key=?", (key,))
+
     # -- users and API sessions -------------------------------------------------------------------------------
     async def get_user(self, name: str) -> Row | None:
         return await self._one("SELECT * FROM users WHERE lower(name)=lower(?)", (name,))
