@@ -361,15 +361,20 @@ def snapshot(a: Api) -> dict[str, Any]:
         return r.json()
 
     state: dict[str, Any] = {"libraries": {}, "update_sessions": {}, "download_sessions": {}}
+
+    def still(model: dict[str, Any]) -> dict[str, Any]:
+        model.pop("last_sync_time", None)  # a sync an earlier call started may end meanwhile: time moves
+        return model
+
     for lib in sorted(ok(a.get(L))):
         items = {}
         for item in sorted(ok(a.get(I, params={"library_id": lib}))):
             items[item] = {
-                "info": ok(a.get(f"{I}/{item}")),
+                "info": still(ok(a.get(f"{I}/{item}"))),
                 "files": ok(a.get(f"{I}/{item}/file")),
                 "changes": ok(a.get(f"{I}/{item}/changes")),
             }
-        state["libraries"][lib] = {"info": ok(a.get(f"{L}/{lib}")), "items": items}
+        state["libraries"][lib] = {"info": still(ok(a.get(f"{L}/{lib}"))), "items": items}
     for sid in sorted(ok(a.get(US))):
         info = ok(a.get(f"{US}/{sid}"))
         info.pop("expiration_time", None)  # reading a session does not change it, but time moves

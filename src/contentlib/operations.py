@@ -65,6 +65,7 @@ class Param:
     type: Any = str
     required: bool = True
     wire: str | None = None  # the query or header name when it differs from `name`
+    stored: bool = True  # a body or member that may be stored (and so must hold no NUL); a probe's never is
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class Operation:
         """Run the handler on decoded inputs. Text that may be stored (a body, or a member of one) must not hold
         a NUL character, on every backend: PostgreSQL's text cannot hold one."""
         for p in self.params:
-            if p.kind in ("body", "field") and (where := _nul_at(kwargs.get(p.name), p.name)) is not None:
+            if p.kind in ("body", "field") and p.stored and (where := _nul_at(kwargs.get(p.name), p.name)) is not None:
                 raise errors.invalid_argument(f"{where} holds a NUL character.", where)
         return await self.handler(ctx, **kwargs)
 
@@ -184,7 +185,7 @@ def _table(app: Any) -> list[Operation]:
     subscribed, sub_item = f"{base}/subscribed-library", f"{base}/library/subscribed-item"
     sub_create = (TOKEN, _p("create_spec", "body", LibraryModel))
     sub_update = (LIB_ID, _p("update_spec", "body", LibraryModel))
-    probe = (_p("subscription_info", "field", SubscriptionInfo),)
+    probe = (Param("subscription_info", "field", SubscriptionInfo, stored=False),)
     item_sync = (ITEM_ID, _p("force_sync_content", "field", bool), _p("sync_optional_files", "field", bool, False))
     subscriptions, one = (
         f"{base}/library/{{library}}/subscriptions",

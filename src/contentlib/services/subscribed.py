@@ -64,6 +64,8 @@ def _merge(old: dict[str, Any], spec: SubscriptionInfo | None, field: str) -> tu
         raise errors.invalid_argument(f"{field}.subscription_url: {e.text}", url) from None
     if info["authentication_method"] == "BASIC":
         info["user_name"] = info.get("user_name") or DEFAULT_USER  # a vCenter's publisher knows only this one
+        if ":" in info["user_name"]:
+            raise errors.invalid_argument(f"{field}.user_name must not hold ':' (Basic authentication's separator).")
     else:
         info.pop("user_name", None)
         password = None

@@ -92,6 +92,8 @@ def _matches(pin: str, der: bytes) -> bool:
 
 
 def check_url(url: str) -> urllib.parse.SplitResult:
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
+        raise ProbeError("INVALID_URL", f"The subscription URL {url!r} holds a space or a control character.")
     try:
         parts = urllib.parse.urlsplit(url)
         parts.port  # noqa: B018 - raises on a port that is not a number
@@ -127,7 +129,14 @@ class Publisher:
     async def open(self) -> Publisher:
         parts = check_url(self.subscription.url)
         if self.subscription.password:
-            self._auth = aiohttp.BasicAuth(self.subscription.user or DEFAULT_USER, self.subscription.password)
+            try:
+                user = self.subscription.user or DEFAULT_USER
+                self._auth = aiohttp.BasicAuth(user, self.subscription.password, encoding="utf-8")
+                self._auth.encode()
+            except ValueError as e:  # a ':' in the user name, text that is not UTF-8
+                raise ProbeError(
+                    "INVALID_CREDENTIALS", f"The subscription's credentials cannot be sent: {e}."
+                ) from None
         if parts.scheme == "https":
             der = await self._certificate(parts.hostname or "", parts.port or 443)
             self.certificate = ssl.DER_cert_to_PEM_cert(der)
