@@ -17,11 +17,13 @@ import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import ovfkit
 import pytest
+import requests
 import subkit
-from conftest import Api, ServerProcess
+from conftest import ADMIN_PASSWORD, ADMIN_USER, Api, ServerProcess
 from test_govc import Govc, govc_bin  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
@@ -206,3 +208,69 @@ def test_basic_auth_subscription(
     out.mkdir()
     govc.run("library.export", f"/{name}/secret", str(out))
     assert (out / "secret.bin").read_bytes() == data
+
+
+def test_rest_dialect_probe_and_evict(
+    publisher: tuple[Api, str, str, dict[str, str]], subscriber: ServerProcess, tmp_path: Path
+) -> None:
+    """What govc 0.24.2 has no command for, in the dialect it speaks: subscribed_library probe and evict,
+    subscribed_item evict, and a create refused (RESOURCE_INACCESSIBLE), on /rest."""
+    _, _, url, _ = publisher
+    rest = requests.Session()
+    rest.verify = False
+    rest.trust_env = False
+    r = rest.post(
+        subscriber.base + "/rest/com/vmware/cis/session",
+        auth=(ADMIN_USER, ADMIN_PASSWORD),
+        headers={"vmware-use-header-authn": "true"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    rest.headers["vmware-api-session-id"] = r.json()["value"]
+    sub_path = subscriber.base + "/rest/com/vmware/content/subscribed-library"
+
+    def probe(info: dict[str, Any]) -> dict[str, Any]:
+        r = rest.post(sub_path, params={"~action": "probe"}, json={"subscription_info": info}, timeout=60)
+        assert r.status_code == 200, r.text
+        return dict(r.json()["value"])
+
+    assert probe(subkit.subscription(url)) == {"status": "SUCCESS", "error_messages": []}
+    missing = probe(subkit.subscription(url.replace("lib.json", "nope.json")))
+    assert missing["status"] == "RESOURCE_NOT_FOUND" and missing["error_messages"], missing
+    assert probe(subkit.subscription("ftp://127.0.0.1/lib.json"))["status"] == "INVALID_URL"
+
+    spec = {
+        "name": f"rest-{uuid.uuid4().hex[:8]}",
+        "type": "SUBSCRIBED",
+        "storage_backings": subkit.BACKING,
+        "subscription_info": subkit.subscription(url.replace("lib.json", "nope.json")),
+    }
+    r = rest.post(sub_path, json={"create_spec": spec}, timeout=60)
+    body = r.json()
+    assert body["type"] == "com.vmware.vapi.std.errors.resource_inaccessible", (r.status_code, body)
+    assert "RESOURCE_NOT_FOUND" in body["value"]["messages"][0]["default_message"], body
+
+    spec["subscription_info"] = subkit.subscription(url, on_demand=True)
+    r = rest.post(sub_path, json={"create_spec": spec}, timeout=60)
+    assert r.status_code == 200, r.text
+    lid = r.json()["value"]
+    api = Api(subscriber.base)
+    subkit.wait_synced(api, subscriber, lid)
+    items = subkit.items(api, lid)
+    disk = items["disk"]["id"]
+    r = api.post(f"{subkit.SUB_ITEM}/{disk}?action=sync", json={"force_sync_content": True})
+    assert r.status_code == 204, r.text
+    subkit.wait_for(lambda: api.get(f"{subkit.ITEM}/{disk}").json()["cached"], what="the content", srv=subscriber)
+    assert api.item_files(disk)["disk.iso"]["cached"] is True
+
+    item_path = subscriber.base + f"/rest/com/vmware/content/library/subscribed-item/id:{disk}"
+    r = rest.post(item_path, params={"~action": "evict"}, timeout=60)
+    assert r.status_code == 200, r.text
+    assert api.get(f"{subkit.ITEM}/{disk}").json()["cached"] is False
+    assert api.item_files(disk)["disk.iso"]["cached"] is False
+    r = rest.post(item_path, params={"~action": "sync"}, json={"force_sync_content": True}, timeout=60)
+    assert r.status_code == 200, r.text
+    subkit.wait_for(lambda: api.get(f"{subkit.ITEM}/{disk}").json()["cached"], what="the content", srv=subscriber)
+    r = rest.post(f"{sub_path}/id:{lid}", params={"~action": "evict"}, timeout=60)
+    assert r.status_code == 200, r.text
+    assert not any(i["cached"] for i in subkit.items(api, lid).values())
