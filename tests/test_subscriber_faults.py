@@ -33,7 +33,7 @@ import pytest
 import requests
 import subkit
 import vcsptree
-from conftest import Api, ServerProcess, assert_error, free_port
+from conftest import S3_BUCKET, Api, ServerProcess, assert_error, free_port
 
 pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 
@@ -184,7 +184,11 @@ class FaultyServer:
                     if rate:
                         time.sleep(len(chunk) / rate)
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        class Server(http.server.ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # a connection cut or reset on purpose
+
+        self.httpd = Server(("127.0.0.1", self.port), Handler)
         self.httpd.daemon_threads = True
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         return self
@@ -234,6 +238,17 @@ def refused(r: requests.Response, status: str, *words: str) -> dict[str, Any]:
 
 def background_failures(srv: ServerProcess, library_id: str) -> int:
     return len(subkit.sync_failures(srv, library_id))
+
+
+def stored(srv: ServerProcess) -> list[str]:
+    """What holds storage in the server's blob store: its blobs, and on S3 the multipart uploads still open (a
+    blob being written, or one a killed server was writing)."""
+    blobs = srv.blob_ids()
+    if srv.s3_prefix:
+        prefix = f"{srv.s3_prefix}/blobs/"
+        pages = srv.s3_client().get_paginator("list_multipart_uploads").paginate(Bucket=S3_BUCKET, Prefix=prefix)
+        blobs += [f"upload:{u['Key'][len(prefix) :]}" for page in pages for u in page.get("Uploads", [])]
+    return blobs
 
 
 # -- 1. credentials ---------------------------------------------------------------------------------------------------
@@ -433,7 +448,7 @@ def test_publisher_down_mid_sync(tmp_path: Path, make_server: Callable[..., Serv
         ids = item_ids(api, sl)
         assert uncached(snapshot(api, ids["big"]), {"big.iso"}), snapshot(api, ids["big"])
         assert_holds(api, ids["small"], {"small.iso": small})  # the other item is whole
-        wait(lambda: len(sub.blob_ids()) == 1, "the cut file's staged bytes to go", srv=sub)
+        wait(lambda: len(stored(sub)) == 1, "the cut file's staged bytes to go", srv=sub)
 
         # the publisher stops while the file comes, slowly
         del pub.cut["big.iso"]
@@ -471,12 +486,12 @@ def test_publisher_down_mid_sync(tmp_path: Path, make_server: Callable[..., Serv
             subkit.wait_failed(sub, sl, failed)
         assert watch.check() > 0
         assert_holds(api, ids["big"], {"big.iso": big1})
-        wait(lambda: len(sub.blob_ids()) == 2, "the cut file's staged bytes to go", srv=sub)
+        wait(lambda: len(stored(sub)) == 2, "the cut file's staged bytes to go", srv=sub)
 
         del pub.cut["big.iso"]
         subkit.sync(api, sub, sl)
         assert_holds(api, ids["big"], {"big.iso": big2})
-        wait(lambda: len(sub.blob_ids()) == 2, "the old content's bytes to go", srv=sub)
+        wait(lambda: len(stored(sub)) == 2, "the old content's bytes to go", srv=sub)
 
 
 # -- 5. bytes that are not what the feed says --------------------------------------------------------------------------
@@ -500,7 +515,7 @@ def test_file_size_differs_from_feed(tmp_path: Path, make_server: Callable[..., 
         line = subkit.wait_failed(sub, sl, failed)
         assert f"larger than its declared size of {len(data)} bytes" in line, line
         assert uncached(snapshot(api, item), {"disk.iso"})
-        wait(lambda: sub.blob_ids() == [], "the staged bytes to go", srv=sub)
+        wait(lambda: stored(sub) == [], "the staged bytes to go", srv=sub)
 
         path.write_bytes(data)  # fixed: the feed is right again
         subkit.sync(api, sub, sl)
@@ -546,7 +561,7 @@ def test_ovf_disk_differs_from_manifest(tmp_path: Path, make_server: Callable[..
         ids = item_ids(api, sl)
         assert uncached(snapshot(api, ids["vm"]), names), snapshot(api, ids["vm"])
         assert_holds(api, ids["other"], {"other.iso": b"x" * 4096})
-        wait(lambda: len(sub.blob_ids()) == 1, "the staged bytes to go", srv=sub)
+        wait(lambda: len(stored(sub)) == 1, "the staged bytes to go", srv=sub)
 
         disk.write_bytes(good)
         subkit.sync(api, sub, sl)
@@ -589,6 +604,7 @@ def test_sigkill_mid_sync(tmp_path: Path, make_server: Callable[..., ServerProce
         assert uncached(snapshot(api, item), {"big.iso"})
         sub.kill()
         assert pub.sent["big.iso"] < 64 * MiB
+        assert len(stored(sub)) == 1, stored(sub)  # the part written (on S3: a multipart upload still open)
         pub.rate = None
         sub.start()
         api = Api(sub.base)
@@ -597,7 +613,7 @@ def test_sigkill_mid_sync(tmp_path: Path, make_server: Callable[..., ServerProce
             subkit.wait_synced(api, sub, sl)
         assert watch.check() > 0
         assert_holds(api, item, {"big.iso": big1})
-        wait(lambda: len(sub.blob_ids()) == 1, "no orphaned blob", srv=sub)
+        wait(lambda: len(stored(sub)) == 1, "no orphaned blob", srv=sub)
 
         # killed while a new version comes: the old one stays until the new one is whole
         big2 = os.urandom(64 * MiB)
@@ -617,4 +633,4 @@ def test_sigkill_mid_sync(tmp_path: Path, make_server: Callable[..., ServerProce
             wait(lambda: snapshot(api, item)["files"] != before["files"], "the new version", srv=sub)
         assert watch.check() > 0
         assert_holds(api, item, {"big.iso": big2})
-        wait(lambda: len(sub.blob_ids()) == 1, "no orphaned blob", srv=sub)
+        wait(lambda: len(stored(sub)) == 1, "no orphaned blob", srv=sub)
