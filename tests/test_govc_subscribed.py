@@ -208,6 +208,20 @@ def test_basic_auth_subscription(
     out.mkdir()
     govc.run("library.export", f"/{name}/secret", str(out))
     assert (out / "secret.bin").read_bytes() == data
+    items = subkit.items(api, lid_text)
+
+    # the publisher changes its password: govc's library.sync is refused with the reason, the item stays
+    r = pub_api.patch(
+        f"{subkit.LL}/{lib}", json={"publish_info": {"password": "other-Pa55", "current_password": "govc-Pa55"}}
+    )
+    assert r.status_code == 204, r.text
+    r = govc.run("library.sync", name, ok=False)
+    assert r.returncode != 0 and "INVALID_CREDENTIALS" in r.stderr, (r.stdout, r.stderr)
+    assert subkit.items(api, lid_text) == items
+    out2 = tmp_path / "out2"
+    out2.mkdir()
+    govc.run("library.export", f"/{name}/secret", str(out2))
+    assert (out2 / "secret.bin").read_bytes() == data
 
 
 def test_rest_dialect_probe_and_evict(
