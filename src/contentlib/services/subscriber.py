@@ -335,6 +335,10 @@ class Subscriber:
                     await self.sessions.remove_file(self._ctx, sid, old["name"])
             pulls = [live.task for (s, _), live in list(self.core.live.items()) if s == sid and live.task is not None]
             await asyncio.gather(*pulls, return_exceptions=True)
+            failed = [f for f in await self.store.session_files(sid) if f["op"] == "ADD" and f["status"] == "ERROR"]
+            if failed:  # why each one failed (complete would only name them)
+                reasons = [str((load_json(f["error_message"]) or {}).get("default_message", f["name"])) for f in failed]
+                raise errors.ApiError("ERROR", SYNC_FAILED, " ".join(reasons))
             await self.sessions.complete(self._ctx, sid)
             state = await self.sessions.session(sid)
             if state["state"] != "DONE":
