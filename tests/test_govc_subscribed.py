@@ -288,3 +288,27 @@ def test_rest_dialect_probe_and_evict(
     r = rest.post(f"{sub_path}/id:{lid}", params={"~action": "evict"}, timeout=60)
     assert r.status_code == 200, r.text
     assert not any(i["cached"] for i in subkit.items(api, lid).values())
+
+
+def test_subscriber_ls_and_info_show_a_published_librarys_subscriptions(
+    govc_bin: Path,  # noqa: F811
+    subscriber: ServerProcess,
+    tmp_path: Path,
+) -> None:
+    """`library.subscriber.ls` and `.info` (library.subscriptions over /rest). `library.subscriber.rm` of 0.24.2 looks
+    its one argument up as the library as well as the subscription (govc/library/subscriber/rm.go), so it cannot
+    work against any server; `.create` needs the VM folder and network of an inventory this server does not have."""
+    api = Api(subscriber.base)
+    name = f"pub-{uuid.uuid4().hex[:8]}"
+    lib = api.create_library(name, publish_info={"published": True, "authentication_method": "NONE"})
+    new = {"name": f"pushed-{uuid.uuid4().hex[:6]}", "storage_backings": subkit.BACKING}
+    spec = {"subscribed_library": {"target": "CREATE_NEW", "location": "LOCAL", "new_subscribed_library": new}}
+    r = api.post(f"/api/content/library/{lib}/subscriptions", json=spec)
+    assert r.status_code == 201, r.text
+    sid = r.json()
+    target = api.get(f"/api/content/library/{lib}/subscriptions/{sid}").json()["subscribed_library"]
+    govc = Govc(govc_bin, subscriber.base, tmp_path / "govmomi")
+    [row] = govc.lines("library.subscriber.ls", name)[1:]
+    assert row.split()[:3] == [sid, new["name"], target], row
+    out = govc.run("library.subscriber.info", name, sid).stdout
+    assert f"Name:         {new['name']}" in out and f"ID:         {target}" in out and "Location:   LOCAL" in out
