@@ -65,7 +65,7 @@ class App:
         self.item_content = ItemContent(self.core, self.libraries)
         self.configuration = Configuration(self.core)
         self.subscriber = Subscriber(self.core, self.libraries, self.update_sessions, self.configuration, self.trusted)
-        self.subscribed = SubscribedLibraries(self.core, self.libraries, self.datastores, self.subscriber)
+        self.subscribed = SubscribedLibraries(self.core, self.libraries, self.subscriber)
         self.subscriptions = Subscriptions(self.core, self.libraries, self.subscribed)
         self.download_sessions.fetch = self.subscribed.fetch
         self.operations = operations.build(self)

@@ -137,6 +137,17 @@ class Libraries:
             raise errors.invalid_argument("The library name is required and must not be empty (create_spec.name).")
         if create_spec.type not in (None, "LOCAL"):
             raise errors.invalid_argument(f"A local library cannot be created with type {create_spec.type}.")
+        backings = self.backings(ctx, create_spec)
+        _check_policy(create_spec, "create_spec")
+        extra = _extra(create_spec, "create_spec")
+        published = await publish_info.for_create(create_spec.publish_info)
+        if published is not None:
+            extra["publish_info"] = published.info
+        password = None if published is None else published.password_hash
+        return await self.insert(create_spec, "LOCAL", backings, extra, token, publish_password=password)
+
+    def backings(self, ctx: Ctx, create_spec: LibraryModel) -> list[dict[str, Any]]:
+        """A create spec's storage backing, checked, as stored: exactly one (UNSUPPORTED for more)."""
         if not create_spec.storage_backings:
             raise errors.invalid_argument("create_spec.storage_backings is required: give one storage backing.")
         if len(create_spec.storage_backings) > 1:
@@ -145,14 +156,7 @@ class Libraries:
                 "com.vmware.content.library.multiple_storage_backings",
                 "A library supports exactly one storage backing.",
             )
-        backings = [backing_row(ctx, b, i, self.datastores) for i, b in enumerate(create_spec.storage_backings)]
-        _check_policy(create_spec, "create_spec")
-        extra = _extra(create_spec, "create_spec")
-        published = await publish_info.for_create(create_spec.publish_info)
-        if published is not None:
-            extra["publish_info"] = published.info
-        password = None if published is None else published.password_hash
-        return await self.insert(create_spec, "LOCAL", backings, extra, token, publish_password=password)
+        return [backing_row(ctx, b, i, self.datastores) for i, b in enumerate(create_spec.storage_backings)]
 
     async def insert(
         self,

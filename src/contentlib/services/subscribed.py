@@ -15,8 +15,7 @@ from typing import Any
 from contentlib import errors
 from contentlib.model import LibraryModel, SubscriptionInfo, to_builtins
 from contentlib.services.core import Core, Ctx, check_client_token, check_uri, load_json
-from contentlib.services.datastores import Datastores
-from contentlib.services.libraries import Libraries, backing_row
+from contentlib.services.libraries import Libraries
 from contentlib.services.subscriber import Subscriber, subscription_of
 from contentlib.services.vcsp_client import DEFAULT_USER, ProbeError, check_url
 from contentlib.storage.sql import Row, dumps
@@ -78,11 +77,10 @@ def _require_password(info: dict[str, Any], password: str | None, field: str) ->
 
 
 class SubscribedLibraries:
-    def __init__(self, core: Core, libraries: Libraries, datastores: Datastores, subscriber: Subscriber) -> None:
+    def __init__(self, core: Core, libraries: Libraries, subscriber: Subscriber) -> None:
         self.core = core
         self.store = core.store
         self.libraries = libraries
-        self.datastores = datastores
         self.subscriber = subscriber
 
     async def library(self, library_id: str) -> Row:
@@ -114,15 +112,7 @@ class SubscribedLibraries:
             raise errors.invalid_argument("create_spec.publish_info is not valid for a subscribed library.")
         if spec.subscription_info is None:
             raise errors.invalid_argument("create_spec.subscription_info is required: what the library subscribes to.")
-        if not spec.storage_backings:
-            raise errors.invalid_argument("create_spec.storage_backings is required: give one storage backing.")
-        if len(spec.storage_backings) > 1:
-            raise errors.ApiError(
-                "UNSUPPORTED",
-                "com.vmware.content.library.multiple_storage_backings",
-                "A library supports exactly one storage backing.",
-            )
-        backings = [backing_row(ctx, b, i, self.datastores) for i, b in enumerate(spec.storage_backings)]
+        backings = self.libraries.backings(ctx, spec)
         info, password = _merge({}, spec.subscription_info, "create_spec.subscription_info")
         _require_password(info, password, "create_spec.subscription_info")
         await self._check_reachable(info, password)
