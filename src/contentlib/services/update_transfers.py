@@ -371,12 +371,14 @@ class Transfers:
             else:
                 assert self.http is not None
                 auth = self.credentials.get(row["session_id"])
-                async with self.http.get(uri, ssl=_pull_ssl(endpoint), auth=auth) as resp:
+                ssl_check = _pull_ssl(endpoint)
+                async with self.http.get(uri, ssl=ssl_check, auth=auth) as resp:
                     if resp.status != 200:
                         raise TransferFailed(
                             f"Pulling '{row['name']}' from {uri} failed: HTTP {resp.status} {resp.reason}."
                         )
-                    await self._transfer(row, resp.content.iter_any(), resp.content_length)
+                    chunks = _resuming(self.http, uri, resp, ssl_check, auth)
+                    await self._transfer(row, chunks, resp.content_length)
         except errors.ApiError:
             pass  # _transfer recorded the error on the file
         except asyncio.CancelledError:
@@ -467,6 +469,50 @@ def thumbprint(text: str) -> bytes:
             f"ssl_certificate_thumbprint '{text}' is not a SHA-256 thumbprint (32 bytes).", text
         )
     return raw
+
+
+_RESUMES = 3  # times a PULL whose connection broke mid-body continues with a Range request
+
+
+async def _resuming(
+    http: aiohttp.ClientSession,
+    uri: str,
+    first: aiohttp.ClientResponse,
+    ssl_check: aiohttp.Fingerprint | ssl.SSLContext | bool,
+    auth: aiohttp.BasicAuth | None,
+) -> AsyncIterator[bytes]:
+    """A PULL's body; when the connection breaks before its Content-Length is in and the source serves ranges
+    (Accept-Ranges: bytes), the rest comes from a Range request (If-Range: its ETag, so that a source that changed
+    meanwhile is not spliced in: it answers 200, and the pull fails as before). A cut connection, or a TLS peer
+    that closes without close_notify (uvloop then loses the body's tail), costs a request, not the transfer."""
+    total = first.content_length
+    resumable = total is not None and first.headers.get("Accept-Ranges", "").lower() == "bytes"
+    etag = first.headers.get("ETag")
+    received, resumes, current = 0, 0, first
+    try:
+        while True:
+            try:
+                async for chunk in current.content.iter_any():
+                    received += len(chunk)
+                    yield chunk
+                return
+            except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, ConnectionError):
+                if not resumable or resumes >= _RESUMES or total is None or received >= total:
+                    raise
+            resumes += 1
+            headers = {"Range": f"bytes={received}-"} | ({"If-Range": etag} if etag else {})
+            if current is not first:
+                current.release()
+            current = await http.get(uri, ssl=ssl_check, auth=auth, headers=headers)
+            expected = f"bytes {received}-{total - 1}/{total}"
+            if current.status != 206 or current.headers.get("Content-Range", "") != expected:
+                raise aiohttp.ClientPayloadError(
+                    f"the source answered the Range request for bytes {received}- with HTTP {current.status} "
+                    f"{current.headers.get('Content-Range', '')}"
+                )
+    finally:
+        if current is not first:
+            current.release()
 
 
 async def _read_file(source: BinaryIO) -> AsyncIterator[bytes]:
