@@ -361,7 +361,8 @@ def header(cfg: Config, work: Path, srv: Server) -> str:
             f"- Machine: {os.cpu_count()} CPUs ({cpu}), {mem:.1f} GiB RAM, Linux {platform.release()}; "
             f"Python {platform.python_version()}; {tool_version(['curl', '--version'])}; "
             f"{tool_version(['wrk', '--version'])}.",
-            f"- Server: `python -m contentlib serve --http` on {srv.base} (one process), "
+            f"- Server: `python -m contentlib serve --http` on {srv.base} (the default --workers: a supervisor and "
+            f"{os.cpu_count()} workers; RSS figures sum them), "
             f"data dir in {work} ({fs_of(work)}); git {git}.",
             f"- Mode: {mode}; runs per measurement: {cfg.runs} (median, min-max in brackets). "
             f"Load average at start: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}.",
