@@ -139,6 +139,14 @@ def main() -> None:
     "response; the connection is closed after that (slow clients, idle keep-alive connections).",
 )
 @click.option(
+    "--startup-timeout",
+    type=float,
+    default=60.0,
+    show_default=True,
+    envvar="CONTENTLIB_STARTUP_TIMEOUT",
+    help="Seconds to keep trying a database or object store that is not reachable yet, at the start.",
+)
+@click.option(
     "--workers",
     type=click.IntRange(1, 256),
     default=os.cpu_count() or 1,
@@ -162,9 +170,44 @@ def serve(
     session_retention: float,
     transfer_stall_timeout: float,
     header_timeout: float,
+    startup_timeout: float,
     workers: int,
 ) -> None:
     """Run the server."""
+    from contentlib import startup
+
+    try:
+        _serve(listen, data_dir, database, blobs, public_url, trusted_proxies, tls_cert, tls_key, plain_http,
+               update_session_timeout, api_session_timeout, sweep_interval, session_retention, transfer_stall_timeout,
+               header_timeout, startup_timeout, workers)  # fmt: skip
+    except Exception as e:
+        line = startup.describe(e)
+        if line is None:
+            raise
+        click.echo(f"contentlib: {line}", err=True)
+        sys.exit(startup.EXIT_CODE)
+
+
+def _serve(
+    listen: str,
+    data_dir: Path,
+    database: str | None,
+    blobs: str | None,
+    public_url: str | None,
+    trusted_proxies: str,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    plain_http: bool,
+    update_session_timeout: float,
+    api_session_timeout: float,
+    sweep_interval: float,
+    session_retention: float,
+    transfer_stall_timeout: float,
+    header_timeout: float,
+    startup_timeout: float,
+    workers: int,
+) -> None:
+    from contentlib import startup
     from contentlib.app import run
 
     try:
@@ -197,7 +240,13 @@ def serve(
         trusted_proxies=tuple(p.strip() for p in trusted_proxies.split(",") if p.strip()),
         workers=workers,
     )
-    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        (data_dir / ".writable").touch()
+        (data_dir / ".writable").unlink()
+    except OSError as e:
+        raise startup.StartupError(f"cannot use the data dir {data_dir}: {e.strerror or e}") from None
+    asyncio.run(startup.wait_for_backends(settings, startup_timeout, lambda line: click.echo(f"contentlib: {line}")))
     _bootstrap_admin(settings)
     if (tls_cert is None) != (tls_key is None):
         raise click.BadParameter("--tls-cert and --tls-key go together")

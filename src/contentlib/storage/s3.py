@@ -110,7 +110,11 @@ class S3BlobStore:
                 config=config,
             )
         )
-        await store._ensure_bucket()
+        try:
+            await store._ensure_bucket()
+        except BaseException:
+            await store.close()  # no "Unclosed client session" when the endpoint is not there
+            raise
         return store
 
     async def close(self) -> None:
