@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 
@@ -154,32 +154,12 @@ def main() -> None:
     envvar="CONTENTLIB_WORKERS",
     help="Server processes on the one port (SO_REUSEPORT); each connection stays in the worker that accepted it.",
 )
-def serve(
-    listen: str,
-    data_dir: Path,
-    database: str | None,
-    blobs: str | None,
-    public_url: str | None,
-    trusted_proxies: str,
-    tls_cert: Path | None,
-    tls_key: Path | None,
-    plain_http: bool,
-    update_session_timeout: float,
-    api_session_timeout: float,
-    sweep_interval: float,
-    session_retention: float,
-    transfer_stall_timeout: float,
-    header_timeout: float,
-    startup_timeout: float,
-    workers: int,
-) -> None:
+def serve(**options: Any) -> None:
     """Run the server."""
     from contentlib import startup
 
     try:
-        _serve(listen, data_dir, database, blobs, public_url, trusted_proxies, tls_cert, tls_key, plain_http,
-               update_session_timeout, api_session_timeout, sweep_interval, session_retention, transfer_stall_timeout,
-               header_timeout, startup_timeout, workers)  # fmt: skip
+        _serve(**options)
     except Exception as e:
         line = startup.describe(e)
         if line is None:

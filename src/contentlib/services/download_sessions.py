@@ -17,7 +17,8 @@ from typing import Any
 
 from contentlib import errors
 from contentlib.model import DownloadSessionModel, EndpointType
-from contentlib.services.core import Ctx, load_json
+from contentlib.services.core import Ctx
+from contentlib.services.libraries import remote_files
 from contentlib.services.sessions import ItemSessions
 from contentlib.storage.sql import Row
 
@@ -78,8 +79,10 @@ class DownloadSessions(ItemSessions):
         item = await self.libraries.item(row["item_id"])
         current = {f["name"]: f for f in await self.store.item_files(row["item_id"])}
         if not item["cached"]:
-            remote = (load_json(item["remote"]) or {}).get("files") or []
-            current = {f["name"]: {"name": f["name"], "size": f.get("size"), "blob_id": "", "sha1": ""} for f in remote}
+            current = {
+                f["name"]: {"name": f["name"], "size": f.get("size"), "blob_id": "", "sha1": ""}
+                for f in remote_files(item)
+            }
         prepared = {f["name"]: f for f in await self.store.download_files(sid)}
         for name, f in prepared.items():
             arrived = current.get(name)

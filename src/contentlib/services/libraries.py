@@ -311,7 +311,7 @@ class Libraries:
             "creation_time": fmt_time(row["created"]),
             "last_modified_time": fmt_time(row["modified"]),
             "cached": bool(row["cached"]),
-            "size": row["size"] if row["cached"] else sum(f.get("size") or 0 for f in _remote_files(row)),
+            "size": row["size"] if row["cached"] else sum(f.get("size") or 0 for f in remote_files(row)),
             "security_compliance": True,
         }
         if row["last_sync"] is not None:
@@ -484,13 +484,13 @@ class Libraries:
     async def list_files(self, ctx: Ctx, library_item_id: str) -> list[dict[str, Any]]:
         item = await self.item(library_item_id)
         if not item["cached"]:
-            return [self.uncached_file_info(f) for f in _remote_files(item)]
+            return [self.uncached_file_info(f) for f in remote_files(item)]
         return [self.file_info(r) for r in await self.store.item_files(library_item_id)]
 
     async def get_file(self, ctx: Ctx, library_item_id: str, name: str) -> dict[str, Any]:
         item = await self.item(library_item_id)
         if not item["cached"]:
-            for f in _remote_files(item):
+            for f in remote_files(item):
                 if f["name"] == name:
                     return self.uncached_file_info(f)
         row = await self.store.item_file(library_item_id, name)
@@ -499,6 +499,6 @@ class Libraries:
         return self.file_info(row)
 
 
-def _remote_files(item: Row) -> list[dict[str, Any]]:
+def remote_files(item: Row) -> list[dict[str, Any]]:
     """The files the publisher of a subscribed library's item lists for it (none for a local item)."""
     return list((load_json(item["remote"]) or {}).get("files") or [])

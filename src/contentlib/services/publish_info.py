@@ -27,6 +27,14 @@ from contentlib.services.core import check_uri
 from contentlib.transfer import run_blocking
 
 USER_NAME = "vcsp"
+
+
+def credential_sha256(password: str) -> str:
+    """What is kept of the feed credential of a subscription on this server (services/subscriptions.py): a random
+    password, so a SHA-256 is enough; the feed compares a caller's password with it (services/vcsp.py)."""
+    return hashlib.sha256(password.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 FEED_PATH = "/cls/vcsp/lib"
 _VERIFIED_FOR = 60.0  # seconds a password that matched a hash is believed without argon2 again (per process)
 _verified: dict[tuple[str, str], float] = {}  # (hash, sha256 of the password) -> when it last matched

@@ -43,7 +43,7 @@ log = logging.getLogger("contentlib.subscriber")
 SYNC_USER = "com.vmware.content.sync"  # the owner of the update sessions a sync runs (no user can log in so)
 _HEARTBEAT = 5.0  # seconds between a running sync's heartbeats
 _STALE = 60.0  # a sync whose heartbeat is older than this died with its process: another may take its library
-_ALL_PRIVILEGES = frozenset({"System.Read", "ContentLibrary.UpdateSession"})
+_SYNC_PRIVILEGES = frozenset({"System.Read", "ContentLibrary.UpdateSession"})
 _WARNINGS: tuple[WarningType, ...] = get_args(WarningType)
 SYNC_FAILED = "com.vmware.content.library.sync.failed"
 
@@ -73,7 +73,7 @@ class Subscriber:
         self.trust = trust
         self.owner = f"{core.replica_id}/{os.getpid()}"
         self.tasks: dict[str, asyncio.Task[None]] = {}
-        self._ctx = Ctx(user=SYNC_USER, base_url="", role="Administrator", privileges=_ALL_PRIVILEGES)
+        self._ctx = Ctx(user=SYNC_USER, base_url="", role="Administrator", privileges=_SYNC_PRIVILEGES)
 
     # -- connecting ----------------------------------------------------------------------------------------------
     async def subscription(self, info: dict[str, Any], password: str | None) -> Subscription:
@@ -98,7 +98,13 @@ class Subscriber:
         async with self.store.transaction():
             await self.store.request_sync(library_id, self.core.now(), items)
         if await self.store.is_sweeper():
-            await self.tick()
+            self._start(library_id)
+
+    def _start(self, library_id: str) -> None:
+        """Run the library's requested sync in this process, unless one already runs here (it takes the new
+        request when it ends)."""
+        if library_id not in self.tasks:
+            self.tasks[library_id] = asyncio.get_running_loop().create_task(self._run(library_id))
 
     async def tick(self) -> None:
         """From the sweeper: ask for the automatic syncs that are due, and start every requested one that does not
@@ -118,8 +124,8 @@ class Subscriber:
                     await self.store.request_sync(lib["id"], now)
                     states[lib["id"]] = {"requested": now}
         for library_id, state in states.items():
-            if (state.get("requested") is not None or state.get("items")) and library_id not in self.tasks:
-                self.tasks[library_id] = asyncio.get_running_loop().create_task(self._run(library_id))
+            if state.get("requested") is not None or state.get("items"):
+                self._start(library_id)
 
     async def recover(self) -> None:
         """At a start, before any sync runs here: the syncs this replica's previous run left running run again."""

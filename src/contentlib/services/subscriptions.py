@@ -13,7 +13,6 @@ subscribed library ("The subscribed library associated with the subscription wil
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from pathlib import Path
 from typing import Any
@@ -26,16 +25,13 @@ from contentlib import errors
 from contentlib.model import DestinationSpec, LibraryModel, StorageBacking, SubscriptionInfo
 from contentlib.services.core import Core, Ctx, check_client_token, load_json
 from contentlib.services.libraries import Libraries
+from contentlib.services.publish_info import credential_sha256
 from contentlib.services.subscribed import SubscribedLibraries
 from contentlib.services.subscriber import subscription_of
 from contentlib.services.vcsp_client import DEFAULT_USER
 from contentlib.storage.sql import Row, dumps
 
 _PLACEMENT = ("folder", "cluster", "resource_pool", "host", "network")
-
-
-def token_sha256(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _placement(value: Any) -> dict[str, Any]:
@@ -121,7 +117,7 @@ class Subscriptions:
             "location": "LOCAL",
             "vcenter": None,
             "placement": dumps(_placement(target.get("placement"))),
-            "token_sha256": token_sha256(secret) if secret else None,
+            "token_sha256": credential_sha256(secret) if secret else None,
             "created": self.core.now(),
             "client_token": token,
         }

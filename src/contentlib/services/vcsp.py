@@ -23,7 +23,6 @@ image.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from contentlib.model import fmt_time
 from contentlib.services import ovf
 from contentlib.services.auth import _THROTTLE_AFTER, _THROTTLE_FORGET, throttle_delay
 from contentlib.services.core import Core, load_json
-from contentlib.services.publish_info import USER_NAME, verify
+from contentlib.services.publish_info import USER_NAME, credential_sha256, verify
 from contentlib.storage.sql import Row
 
 log = logging.getLogger("contentlib.vcsp")
@@ -83,10 +82,6 @@ def _manifest(files: list[Row], generation: int) -> FeedFile | None:
     return FeedFile(name, len(data), generation, data=data)
 
 
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
 def _href(item_id: str, name: str) -> str:
     if name == ITEM_FILE:  # that path is the item's descriptor
         return f"{quote(item_id, safe='')}/file/{quote(name, safe='')}"
@@ -125,7 +120,7 @@ class VcspFeed:
         if failures is not None and (delay := throttle_delay(failures["count"], failures["last"], self.core.now())):
             await asyncio.sleep(delay)
         stored = library["publish_password"]
-        if user == USER_NAME and _sha256(password) in await self.store.subscription_tokens(library["id"]):
+        if user == USER_NAME and credential_sha256(password) in await self.store.subscription_tokens(library["id"]):
             return  # the credential of one of the library's subscriptions on this server (services/subscriptions.py)
         if user != USER_NAME or stored is None or not await verify(stored, password):
             now = self.core.now()
