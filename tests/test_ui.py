@@ -1,0 +1,477 @@
+"""The web UI at /ui/ (issue 13 point 2, docs/ui.md), driven in Debian's headless Chromium with Playwright.
+
+Static serving is checked with plain HTTP (content types, the CSP and caching headers, 404s, no way out of the UI's
+folder); everything else goes through the browser against a real server: the login (a wrong password shown as an
+error, logout, an ended session back to the login page), the libraries list and a new library with its published
+URL, an item's files with sizes and checksums, uploads through the file inputs (a file of several MB with the
+progress bar moving under a throttled upload, a signed OVF package whose certificate warnings are ignored, an OVF
+folder, an OVA), download links, trusted certificates, and an item's update-session history. Each result is also
+checked through /api.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import ovfkit as k
+import pytest
+import requests
+from conftest import ADMIN_PASSWORD, ADMIN_USER, Api, ServerProcess, self_signed_pem
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's (scripts/ensure-chromium.sh); Playwright's own download is not reachable
+TIMEOUT_MS = 30_000
+
+
+# -- the browser -----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/ensure-chromium.sh (make test does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture()
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh browser context (its own sessionStorage) at 1280x800; confirm() dialogs are accepted; script errors
+    fail the test."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+    pg = context.new_page()
+    pg.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("dialog", lambda d: d.accept())
+    yield pg
+    context.close()
+    assert not errors, errors
+
+
+def login(page: Any, server: ServerProcess, password: str = ADMIN_PASSWORD) -> None:
+    page.goto(server.base + "/ui/")
+    page.fill("#login-user", ADMIN_USER)
+    page.fill("#login-password", password)
+    page.click("form.login button[type=submit]")
+
+
+def logged_in(page: Any, server: ServerProcess, where: str = "#/libraries") -> None:
+    login(page, server)
+    page.wait_for_selector("h1:text-is('Libraries')")
+    page.goto(server.base + "/ui/" + where)
+
+
+def session_id(page: Any) -> str:
+    return str(page.evaluate("sessionStorage.getItem('contentlib.session')"))
+
+
+def no_proxy_env() -> None:
+    os.environ.pop("REQUESTS_CA_BUNDLE", None)
+
+
+# -- static files ----------------------------------------------------------------------------------------------
+def raw_get(server: ServerProcess, path: str, method: str = "GET") -> http.client.HTTPResponse:
+    """A request for exactly `path` (no client-side normalization of `..` or percent-escapes)."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request(method, path)
+    r = conn.getresponse()
+    r.read()
+    conn.close()
+    return r
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [
+        ("/ui/", "text/html; charset=utf-8"),
+        ("/ui/index.html", "text/html; charset=utf-8"),
+        ("/ui/app.js", "text/javascript; charset=utf-8"),
+        ("/ui/upload.js", "text/javascript; charset=utf-8"),
+        ("/ui/style.css", "text/css; charset=utf-8"),
+        ("/ui/icon.svg", "image/svg+xml"),
+    ],
+)
+def test_static_file_types_and_headers(server: ServerProcess, path: str, content_type: str) -> None:
+    no_proxy_env()
+    r = requests.get(server.base + path, timeout=30)
+    assert r.status_code == 200
+    assert r.headers["Content-Type"] == content_type
+    assert r.headers["Content-Security-Policy"].startswith("default-src 'self'")
+    assert "unsafe" not in r.headers["Content-Security-Policy"]
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert r.headers["Cache-Control"] == "no-cache"
+    etag = r.headers["ETag"]
+    assert re.fullmatch(r'"[0-9a-f]{32}"', etag)
+    again = requests.get(server.base + path, headers={"If-None-Match": etag}, timeout=30)
+    assert again.status_code == 304 and again.content == b"" and again.headers["ETag"] == etag
+    head = requests.head(server.base + path, timeout=30)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["Content-Length"] == str(len(r.content))
+
+
+def test_static_index_is_the_shell(server: ServerProcess) -> None:
+    no_proxy_env()
+    html = requests.get(server.base + "/ui/", timeout=30).text
+    assert '<script type="module" src="app.js"></script>' in html
+    assert "http://" not in html and "https://" not in html  # nothing from outside this server
+    for name in ("app.js", "api.js", "dom.js", "libraries.js", "item.js", "upload.js", "certificates.js"):
+        js = requests.get(f"{server.base}/ui/{name}", timeout=30).text
+        assert not re.search(r"""(import|from)\s*\(?\s*["']https?:""", js), name  # no CDN modules
+        assert "innerHTML" not in js, name  # text from the server never becomes markup
+
+
+def test_static_redirect_and_errors(server: ServerProcess) -> None:
+    no_proxy_env()
+    r = requests.get(server.base + "/ui", allow_redirects=False, timeout=30)
+    assert r.status_code == 301 and r.headers["Location"] == "/ui/"
+    r = requests.get(server.base + "/ui/nothing.js", timeout=30)
+    assert r.status_code == 404 and r.headers["Content-Type"].startswith("text/plain")
+    assert "not a file of the web UI" in r.text
+    assert r.headers["Content-Security-Policy"].startswith("default-src 'self'")
+    r = requests.post(server.base + "/ui/app.js", data=b"x", timeout=30)
+    assert r.status_code == 405 and r.headers["Allow"] == "GET, HEAD"
+    r = requests.delete(server.base + "/ui", timeout=30)
+    assert r.status_code == 405
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/ui/../protocols/ui.py",
+        "/ui/%2e%2e/protocols/ui.py",
+        "/ui/%2E%2E/%2E%2E/pyproject.toml",
+        "/ui/..%2fprotocols%2fui.py",
+        "/ui/./../app.py",
+        "/ui//etc/passwd",
+        "/ui/%2fetc%2fpasswd",
+        "/ui/app.js%00",
+        "/ui/app.js/",
+        "/ui/..",
+        "/ui/.",
+    ],
+)
+def test_static_no_path_traversal(server: ServerProcess, path: str) -> None:
+    r = raw_get(server, path)
+    assert r.status == 404, (path, r.status)
+
+
+# -- login, logout, an ended session -------------------------------------------------------------------------------
+def test_login_wrong_password_then_libraries_and_logout(page: Any, server: ServerProcess) -> None:
+    login(page, server, password="not the password")
+    alert = page.locator("form.login [role=alert]")
+    alert.wait_for()
+    assert "Wrong user name or password" in alert.inner_text()
+    assert session_id(page) == "None"
+    page.fill("#login-password", ADMIN_PASSWORD)
+    page.click("form.login button[type=submit]")
+    page.wait_for_selector("h1:text-is('Libraries')")
+    assert page.inner_text("#user-name") == ADMIN_USER
+    sid = session_id(page)
+    api = Api(server.base, login=False)
+    api.http.headers["vmware-api-session-id"] = sid
+    assert api.get("/api/session").json()["user"] == ADMIN_USER
+    page.click("#logout")
+    page.wait_for_selector("form.login")
+    assert "logged out" in page.inner_text("form.login")
+    assert api.get("/api/session").status_code == 401  # DELETE /api/session ended it on the server
+
+
+def test_ended_session_returns_to_login(page: Any, server: ServerProcess, api: Api) -> None:
+    lib = api.create_library()
+    logged_in(page, server, f"#/library/{lib}")
+    page.wait_for_selector("#new-item")
+    other = Api(server.base, login=False)
+    other.http.headers["vmware-api-session-id"] = session_id(page)
+    assert other.delete("/api/session").status_code == 204
+    page.click("a:text-is('Libraries')")
+    page.wait_for_selector("form.login")
+    assert "Your session has ended" in page.inner_text("form.login")
+    assert session_id(page) == "None"
+
+
+# -- libraries ---------------------------------------------------------------------------------------------------
+def test_libraries_list_and_new_published_library(page: Any, server: ServerProcess, api: Api) -> None:
+    existing = f"ui-list-{uuid.uuid4().hex[:6]}"
+    lib = api.create_library(existing)
+    api.create_item(lib)
+    api.create_item(lib)
+    logged_in(page, server)
+    row = page.locator("tr", has=page.locator(f"a:text-is('{existing}')"))
+    assert row.locator("td").nth(2).inner_text() == "2"
+    assert row.locator("td").nth(1).inner_text() == "Local"
+
+    name = f"ui-new-{uuid.uuid4().hex[:6]}"
+    page.click("#new-library")
+    page.fill("#lib-name", name)
+    page.fill("#lib-description", "made in the browser")
+    page.check("#lib-published")
+    page.click("dialog button[type=submit]")
+    page.wait_for_selector(f"h1:text-is('{name}')")
+    new_id = page.url.rsplit("/", 1)[1]
+    info = api.get(f"/api/content/library/{new_id}").json()
+    assert info["name"] == name and info["description"] == "made in the browser"
+    assert info["publish_info"]["published"] is True
+    assert page.inner_text("#publish-url") == info["publish_info"]["publish_url"]
+    assert info["publish_info"]["publish_url"].endswith(f"/cls/vcsp/lib/{new_id}/lib.json")
+
+    page.goto(server.base + "/ui/#/libraries")
+    row = page.locator("tr", has=page.locator(f"a:text-is('{name}')"))
+    assert row.locator(".badge").inner_text() == "Published"
+
+
+def test_new_library_error_is_shown(page: Any, server: ServerProcess) -> None:
+    logged_in(page, server)
+    page.click("#new-library")
+    page.fill("#lib-name", "bad backing")
+    page.fill("#lib-storage", "not a uri")
+    page.click("dialog button[type=submit]")
+    alert = page.locator("dialog [role=alert]")
+    alert.wait_for()
+    assert alert.inner_text()  # the server's message, shown as it is
+    assert page.locator("dialog").is_visible()
+
+
+# -- an item's page, download links, history ---------------------------------------------------------------------
+def test_item_page_files_and_download_link(page: Any, server: ServerProcess, api: Api) -> None:
+    lib = api.create_library()
+    item = api.create_item(lib, "ui-files")
+    files = {"readme.txt": b"hello from the UI test\n", "data.bin": os.urandom(300_000)}
+    api.put_files(item, files)
+    logged_in(page, server, f"#/item/{item}")
+    page.wait_for_selector("h2:text-is('Files')")
+    listed = api.item_files(item)
+    for name, data in files.items():
+        row = page.locator("tr", has=page.locator(f"span.name:text-is('{name}')"))
+        assert row.locator("td").nth(1).locator("span").get_attribute("title") == f"{len(data)} bytes"
+        info = listed[name]["checksum_info"]
+        assert row.locator("code.checksum").inner_text().replace("\n", "") == f"{info['algorithm']} {info['checksum']}"
+        assert info["checksum"] == hashlib.new(info["algorithm"].lower(), data).hexdigest()
+        row.locator("button:text-is('Get link')").click()
+        link = row.locator("a.download")
+        link.wait_for()
+        assert link.get_attribute("download") == name
+        no_proxy_env()
+        got = requests.get(str(link.get_attribute("href")), timeout=30)
+        assert got.status_code == 200 and got.content == data
+    size = int(api.get(f"/api/content/library/item/{item}").json()["size"])
+    assert size == sum(map(len, files.values()))
+
+
+def test_item_history_shows_done_and_canceled_sessions(page: Any, server: ServerProcess, api: Api) -> None:
+    item = api.create_item()
+    done = api.create_session(item)
+    api.upload(done, "a.txt", b"a")
+    api.complete(done)
+    canceled = api.create_session(item)
+    assert api.post(f"/api/content/library/item/update-session/{canceled}?action=cancel").status_code == 204
+    logged_in(page, server, f"#/item/{item}")
+    table = page.locator("table[aria-label='Update sessions']")
+    table.wait_for()
+    for sid, state in ((done, "DONE"), (canceled, "CANCELED")):
+        row = table.locator("tr", has=page.locator(f"code:text-is('{sid}')"))
+        assert row.locator(".badge").inner_text() == state
+    changes = page.locator("table[aria-label='Content changes']")
+    assert done in changes.inner_text()
+
+
+# -- uploads -------------------------------------------------------------------------------------------------------
+def open_upload(page: Any, server: ServerProcess, api: Api) -> str:
+    lib = api.create_library()
+    logged_in(page, server, f"#/library/{lib}")
+    page.click("#new-item")
+    return lib
+
+
+def wait_done(page: Any) -> str:
+    result = page.locator("#upload-result")
+    result.wait_for(timeout=120_000)
+    return str(result.get_attribute("data-state"))
+
+
+def item_of(page: Any) -> str:
+    """The item the finished upload went into (its "Open the item" link)."""
+    href = page.locator("#upload-result ~ .actions a.button").get_attribute("href")
+    return str(href).rsplit("/", 1)[1]
+
+
+def only_session(api: Api, item: str) -> dict[str, Any]:
+    (sid,) = api.get(f"/api/content/library/item/update-session?library_item_id={item}").json()
+    return api.session(sid)
+
+
+PROGRESS_SPY = """
+window.__progress = [];
+new MutationObserver((records) => {
+  for (const r of records) {
+    if (r.target.id === "upload-progress") window.__progress.push([Number(r.target.value), Number(r.target.max)]);
+  }
+}).observe(document, { subtree: true, attributes: true, attributeFilter: ["value"] });
+"""
+
+
+def test_upload_file_with_progress(page: Any, server: ServerProcess, api: Api, tmp_path: Path) -> None:
+    data = os.urandom(6 * 1024 * 1024 + 123)
+    path = tmp_path / "disk-image.bin"
+    path.write_bytes(data)
+    page.add_init_script(PROGRESS_SPY)
+    # Uploads leave the browser at 3 MB/s (DevTools network emulation), so that the bar is seen part-way.
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 3 * 1024 * 1024},
+    )
+    added: list[dict[str, Any]] = []
+    page.on(
+        "request",
+        lambda r: added.append(r.post_data_json) if r.method == "POST" and r.url.endswith("/file") else None,
+    )
+    lib = open_upload(page, server, api)
+    page.set_input_files("#upload-files", str(path))
+    assert page.input_value("#item-name") == "disk-image"
+    page.click("#upload-start")
+    page.locator("#upload-complete").wait_for(timeout=120_000)
+    # The file was added with its size and the SHA-256 WebCrypto computed (the server verified it on receipt).
+    assert added == [
+        {
+            "name": "disk-image.bin",
+            "source_type": "PUSH",
+            "size": len(data),
+            "checksum_info": {"algorithm": "SHA256", "checksum": hashlib.sha256(data).hexdigest()},
+        }
+    ]
+    seen = page.evaluate("window.__progress")
+    assert seen[-1] == [len(data), len(data)]
+    assert any(0 < value < len(data) for value, _ in seen), seen  # the bar moved through the middle
+    assert re.search(r"sent · [\d.]+ (KB|MB)/s", page.inner_text("#upload-progress-text"))
+    page.click("#upload-complete")
+    assert wait_done(page) == "DONE"
+    item = item_of(page)
+    page.click("#upload-result ~ .actions a.button")
+    page.wait_for_selector("h1:text-is('disk-image')")
+    row = page.locator("tr", has=page.locator("span.name:text-is('disk-image.bin')"))
+    assert row.locator("td").nth(1).locator("span").get_attribute("title") == f"{len(data)} bytes"
+    info = api.item_files(item)["disk-image.bin"]
+    assert info["size"] == len(data)
+    algorithm, checksum = info["checksum_info"]["algorithm"], info["checksum_info"]["checksum"]
+    assert checksum == hashlib.new(algorithm.lower(), data).hexdigest()  # (the browser's SHA-256 was verified)
+    assert checksum in row.locator("code.checksum").inner_text().replace("\n", "")
+    assert api.get(f"/api/content/library/item/{item}").json()["library_id"] == lib
+    assert api.download(item, "disk-image.bin") == data
+    sessions = page.locator("table[aria-label='Update sessions']")
+    assert "DONE" in sessions.inner_text()
+
+
+def write_package(folder: Path, pkg: k.Package) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in pkg.files.items():
+        (folder / name).write_bytes(data)
+    return [str(folder / n) for n in pkg.files]
+
+
+def test_upload_signed_ovf_ignore_warning(page: Any, server: ServerProcess, api: Api, tmp_path: Path) -> None:
+    signer = k.self_signed()
+    pkg = k.build_package("signed", signer=signer)
+    paths = write_package(tmp_path / "pkg", pkg)
+    open_upload(page, server, api)
+    page.set_input_files("#upload-files", paths)
+    assert page.input_value("#item-name") == "signed"
+    chosen = page.locator(".chosen li .name").all_inner_texts()
+    assert chosen[:3] == ["signed.mf", "signed.cert", "signed.ovf"]  # the order OVF needs
+    page.click("#upload-start")
+    warnings = page.locator("section.warnings")
+    warnings.wait_for(timeout=120_000)
+    assert k.oneline(signer.cert.subject) in warnings.inner_text()
+    types = page.locator("li.warning strong").all_inner_texts()
+    assert "SELF_SIGNED_CERTIFICATE" in types
+    assert page.locator("#upload-complete").is_disabled()  # a warning not ignored would fail the session
+    for t in types:
+        page.check(f"#ignore-{t}")
+    page.click("#upload-complete")
+    assert wait_done(page) == "DONE"
+    item = item_of(page)
+    session = only_session(api, item)
+    assert session["state"] == "DONE"
+    assert {w["type"]: w["ignored"] for w in session["warning_behavior"]} == dict.fromkeys(types, True)
+    assert {n: f["size"] for n, f in api.item_files(item).items()} == {n: len(d) for n, d in pkg.kept().items()}
+    assert api.get(f"/api/content/library/item/{item}").json()["type"] == "ovf"
+
+
+def test_upload_ovf_folder(page: Any, server: ServerProcess, api: Api, tmp_path: Path) -> None:
+    pkg = k.build_package("folder-vm", disks={"folder-vm-disk1.vmdk": k.disk_bytes("f1", 200_000)})
+    write_package(tmp_path / "folder-vm", pkg)
+    open_upload(page, server, api)
+    page.set_input_files("#upload-folder", str(tmp_path / "folder-vm"))
+    assert page.input_value("#item-name") == "folder-vm"
+    page.click("#upload-start")
+    page.locator("#upload-complete").wait_for(timeout=120_000)
+    assert page.locator("section.warnings").count() == 0  # unsigned: no certificate to review
+    page.click("#upload-complete")
+    assert wait_done(page) == "DONE"
+    item = item_of(page)
+    assert {n: f["size"] for n, f in api.item_files(item).items()} == {n: len(d) for n, d in pkg.kept().items()}
+
+
+def test_upload_ova(page: Any, server: ServerProcess, api: Api, tmp_path: Path) -> None:
+    pkg = k.build_package("appliance")
+    path = tmp_path / "appliance.ova"
+    path.write_bytes(k.package_ova(pkg))
+    open_upload(page, server, api)
+    page.set_input_files("#upload-files", str(path))
+    page.click("#upload-start")  # the checksum box stays on: an .ova is sent without one (the server unpacks it)
+    page.locator("#upload-complete").wait_for(timeout=120_000)
+    page.click("#upload-complete")
+    assert wait_done(page) == "DONE"
+    item = item_of(page)
+    files = api.item_files(item)
+    assert {n: f["size"] for n, f in files.items()} == {n: len(d) for n, d in pkg.kept().items()}
+    for name, data in pkg.kept().items():
+        assert api.download(item, name) == data
+
+
+def test_upload_invalid_package_shows_problems_and_cancels(
+    page: Any, server: ServerProcess, api: Api, tmp_path: Path
+) -> None:
+    pkg = k.build_package("broken")
+    del pkg.files["broken-disk1.vmdk"]  # the descriptor names a disk that is not uploaded
+    paths = write_package(tmp_path / "broken", pkg)
+    lib = open_upload(page, server, api)
+    page.set_input_files("#upload-files", paths)
+    page.click("#upload-start")
+    problems = page.locator("ul.problems")
+    problems.wait_for(timeout=120_000)
+    assert "broken-disk1.vmdk" in problems.inner_text()
+    (item,) = api.get(f"/api/content/library/item?library_id={lib}").json()
+    assert only_session(api, item)["state"] == "ACTIVE"
+    page.click("#upload-cancel")
+    page.locator("dialog").wait_for(state="detached")
+    assert only_session(api, item)["state"] == "CANCELED"
+
+
+# -- trusted certificates ------------------------------------------------------------------------------------------
+def test_trusted_certificates_add_and_remove(page: Any, server: ServerProcess, api: Api) -> None:
+    pem, der = self_signed_pem()
+    fingerprint = hashlib.sha256(der).hexdigest()
+    logged_in(page, server, "#/certificates")
+    page.wait_for_selector("h1:text-is('Trusted certificates')")
+    page.fill("#cert-text", "not a certificate")
+    page.click("#cert-add")
+    page.locator("form [role=alert]").wait_for()
+    page.fill("#cert-text", pem)
+    page.click("#cert-add")
+    code = page.locator(f"code.fingerprint:text-is('{fingerprint}')")
+    code.wait_for()
+    listed = [c["certificate"] for c in api.get("/api/content/trusted-certificates").json()["certificates"]]
+    assert fingerprint in listed
+    page.click(f"button[aria-label='Remove certificate {fingerprint}']")
+    code.wait_for(state="detached")
+    assert api.get(f"/api/content/trusted-certificates/{fingerprint}").status_code == 404
