@@ -203,10 +203,11 @@ def test_libraries_list_and_new_published_library(page: Any, server: ServerProce
     existing = f"ui-list-{uuid.uuid4().hex[:6]}"
     lib = api.create_library(existing)
     api.create_item(lib)
-    api.create_item(lib)
+    api.put_files(api.create_item(lib), {"a.bin": b"a" * 1000})
     logged_in(page, server)
     row = page.locator("tr", has=page.locator(f"a:text-is('{existing}')"))
     assert row.locator("td").nth(2).inner_text() == "2"
+    assert row.locator("td").nth(3).inner_text() == "1000 B"  # the sum of its items' sizes
     assert row.locator("td").nth(1).inner_text() == "Local"
 
     name = f"ui-new-{uuid.uuid4().hex[:6]}"
@@ -475,3 +476,29 @@ def test_trusted_certificates_add_and_remove(page: Any, server: ServerProcess, a
     page.click(f"button[aria-label='Remove certificate {fingerprint}']")
     code.wait_for(state="detached")
     assert api.get(f"/api/content/trusted-certificates/{fingerprint}").status_code == 404
+
+
+# -- HTTPS (the default) ---------------------------------------------------------------------------------------------
+def test_ui_over_https_uploads_with_checksum(browser: Any, make_server: Any, tmp_path: Path) -> None:
+    """The default server speaks HTTPS (a self-signed certificate, accepted here): the UI logs in, and an upload
+    goes to the https upload URL with a SHA-256 from WebCrypto (a secure context)."""
+    srv = make_server(http=False)
+    api = Api(srv.base)
+    lib = api.create_library()
+    path = tmp_path / "small.txt"
+    path.write_bytes(b"over https\n" * 1000)
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, ignore_https_errors=True)
+    try:
+        pg = context.new_page()
+        pg.set_default_timeout(TIMEOUT_MS)
+        logged_in(pg, srv, f"#/library/{lib}")
+        pg.click("#new-item")
+        pg.set_input_files("#upload-files", str(path))
+        pg.click("#upload-start")
+        pg.click("#upload-complete")
+        assert wait_done(pg) == "DONE"
+        assert "checksum…" in pg.locator("ol.steps").inner_text()
+        item = item_of(pg)
+        assert api.download(item, "small.txt") == path.read_bytes()
+    finally:
+        context.close()

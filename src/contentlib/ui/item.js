@@ -85,8 +85,10 @@ export async function itemPage(main, id) {
     ["Created", formatTime(item.creation_time)],
     ["Modified", formatTime(item.last_modified_time)],
   ];
-  const sessions = past.sessions.sort((a, b) =>
-    String(b.expiration_time).localeCompare(String(a.expiration_time)),
+  const sessions = past.sessions.sort(
+    (a, b) =>
+      Number(b.library_item_content_version) - Number(a.library_item_content_version) ||
+      String(b.expiration_time).localeCompare(String(a.expiration_time)),
   );
   clear(
     main,
@@ -126,7 +128,7 @@ export async function itemPage(main, id) {
                 : "—",
           ],
           ["Version", (f) => f.version],
-          ["", (f) => (f.cached ? downloadCell(item, f) : h("span.muted", "Not cached"))],
+          ["", (f) => downloadCell(item, f)], // a subscribed item's file not cached yet is fetched by prepare
         ],
         files,
         "No files.",

@@ -4,15 +4,22 @@ import { clear, errorBox, formatBytes, formatTime, h, modal, table } from "./dom
 import { uploadDialog } from "./upload.js";
 
 const TYPE_LABEL = { LOCAL: "Local", SUBSCRIBED: "Subscribed" };
+const SIZE_ITEMS = 200; // a library's size is the sum of its items' sizes: read for libraries up to this many items
 
 async function libraryInfos() {
   const ids = await api.get("/content/library");
   const libs = await Promise.all(ids.map((id) => api.get(`/content/library/${id}`).catch(() => null)));
   const infos = libs.filter(Boolean);
-  const counts = await Promise.all(infos.map((l) => api.get(`/content/library/item?library_id=${l.id}`)));
-  infos.forEach((l, i) => {
-    l.item_count = counts[i].length;
-  });
+  await Promise.all(
+    infos.map(async (l) => {
+      const items = await api.get(`/content/library/item?library_id=${l.id}`);
+      l.item_count = items.length;
+      if (items.length <= SIZE_ITEMS) {
+        const sizes = await Promise.all(items.map((i) => api.get(`/content/library/item/${i}`).then((x) => x.size || 0)));
+        l.size = sizes.reduce((a, b) => a + b, 0);
+      }
+    }),
+  );
   return infos.sort((a, b) => a.name.localeCompare(b.name));
 }
 
@@ -26,9 +33,13 @@ export async function librariesPage(main) {
   const libs = await libraryInfos();
   const rows = table(
     [
-      ["Name", (l) => h("a", { href: `#/library/${l.id}` }, l.name)],
+      [
+        "Name",
+        (l) => [h("a", { href: `#/library/${l.id}` }, l.name), l.description && h("div.muted.small", l.description)],
+      ],
       ["Type", (l) => TYPE_LABEL[l.type] || l.type],
       ["Items", (l) => String(l.item_count)],
+      ["Size", (l) => formatBytes(l.size)],
       ["Published", (l) => (publishUrl(l) ? h("span.badge.ok", "Published") : h("span.muted", "No"))],
       ["Version", (l) => l.version],
       ["Modified", (l) => formatTime(l.last_modified_time)],
