@@ -17,14 +17,6 @@ const routes = [
   [/^#\/certificates$/, certificatesPage, "certificates"],
 ];
 
-export function toast(message) {
-  const el = document.getElementById("toast");
-  el.textContent = message;
-  el.classList.add("shown");
-  clearTimeout(toast.timer);
-  toast.timer = setTimeout(() => el.classList.remove("shown"), 4000);
-}
-
 function showChrome(signedIn) {
   document.getElementById("nav").hidden = !signedIn;
   document.getElementById("user").hidden = !signedIn;

@@ -122,10 +122,10 @@ export async function itemPage(main, id) {
           ["Size", (f) => h("span", { title: `${f.size} bytes` }, formatBytes(f.size))],
           [
             "Checksum",
-            (f) =>
-              f.checksum_info
-                ? h("code.checksum", { title: f.checksum_info.checksum }, `${f.checksum_info.algorithm} ${f.checksum_info.checksum}`)
-                : "—",
+            (f) => {
+              const c = f.checksum_info;
+              return c ? h("code.checksum", { title: c.checksum }, `${c.algorithm} ${c.checksum}`) : "—";
+            },
           ],
           ["Version", (f) => f.version],
           ["", (f) => downloadCell(item, f)], // a subscribed item's file not cached yet is fetched by prepare

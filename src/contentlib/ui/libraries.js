@@ -15,7 +15,8 @@ async function libraryInfos() {
       const items = await api.get(`/content/library/item?library_id=${l.id}`);
       l.item_count = items.length;
       if (items.length <= SIZE_ITEMS) {
-        const sizes = await Promise.all(items.map((i) => api.get(`/content/library/item/${i}`).then((x) => x.size || 0)));
+        const details = await Promise.all(items.map((i) => api.get(`/content/library/item/${i}`)));
+        const sizes = details.map((x) => x.size || 0);
         l.size = sizes.reduce((a, b) => a + b, 0);
       }
     }),
@@ -163,7 +164,7 @@ export async function libraryPage(main, id) {
         "section.card.published",
         { "aria-label": "Published" },
         h("h2", "Published"),
-        h("p", "Subscribers use this URL", lib.publish_info.authentication_method === "BASIC" ? " (Basic auth)" : "", ":"),
+        h("p", "Subscribers use this URL", lib.publish_info.authentication_method === "BASIC" ? " (Basic auth):" : ":"),
         h("p.url", h("code", { id: "publish-url" }, url), " ", copyButton(url)),
       ),
     h(

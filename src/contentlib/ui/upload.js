@@ -164,7 +164,8 @@ export function uploadDialog({ library, item = null }) {
       await api.putFile(info.upload_endpoint.uri, file, (loaded) => {
         const sent = done + loaded;
         bar.value = sent;
-        barText.textContent = `${formatBytes(sent)} of ${formatBytes(total)} · ${rate(sent, performance.now() - started)}`;
+        const speed = rate(sent, performance.now() - started);
+        barText.textContent = `${formatBytes(sent)} of ${formatBytes(total)} · ${speed}`;
       });
       done += file.size;
       clear(status, h("span.ok", "sent"));
