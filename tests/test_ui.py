@@ -24,6 +24,8 @@ import ovfkit as k
 import pytest
 import requests
 from conftest import ADMIN_PASSWORD, ADMIN_USER, Api, ServerProcess, self_signed_pem
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's (scripts/ensure-chromium.sh); Playwright's own download is not reachable
 TIMEOUT_MS = 30_000
@@ -45,12 +47,13 @@ def browser() -> Iterator[Any]:
 @pytest.fixture()
 def page(browser: Any) -> Iterator[Any]:
     """A fresh browser context (its own sessionStorage) at 1280x800; confirm() dialogs are accepted; script errors
-    fail the test."""
+    and anything the Content-Security-Policy refused fail the test."""
     context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
     pg = context.new_page()
     pg.set_default_timeout(TIMEOUT_MS)
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
     pg.on("dialog", lambda d: d.accept())
     yield pg
     context.close()
@@ -372,6 +375,26 @@ def test_upload_file_with_progress(page: Any, server: ServerProcess, api: Api, t
     assert "DONE" in sessions.inner_text()
 
 
+def test_upload_into_existing_item(page: Any, server: ServerProcess, api: Api, tmp_path: Path) -> None:
+    item = api.create_item(name="ui-existing")
+    api.put_files(item, {"a.txt": b"first\n", "b.txt": b"old b\n"})
+    (tmp_path / "b.txt").write_bytes(b"new b, longer\n")
+    (tmp_path / "c.txt").write_bytes(b"c\n")
+    logged_in(page, server, f"#/item/{item}")
+    page.click("#upload-to-item")
+    assert page.locator("#item-name").count() == 0  # no new item: the files go into this one
+    page.set_input_files("#upload-files", [str(tmp_path / "b.txt"), str(tmp_path / "c.txt")])
+    page.click("#upload-start")
+    page.click("#upload-complete")
+    assert wait_done(page) == "DONE"
+    page.click("#upload-result ~ .actions a.button")
+    page.locator("span.name:text-is('c.txt')").wait_for()
+    files = api.item_files(item)
+    assert {n: f["size"] for n, f in files.items()} == {"a.txt": 6, "b.txt": 14, "c.txt": 2}
+    sessions = page.locator("table[aria-label='Update sessions'] .badge").all_inner_texts()
+    assert sessions == ["DONE", "DONE"]
+
+
 def write_package(folder: Path, pkg: k.Package) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
     for name, data in pkg.files.items():
@@ -453,9 +476,13 @@ def test_upload_invalid_package_shows_problems_and_cancels(
     assert "broken-disk1.vmdk" in problems.inner_text()
     (item,) = api.get(f"/api/content/library/item?library_id={lib}").json()
     assert only_session(api, item)["state"] == "ACTIVE"
+    sid = api.get(f"/api/content/library/item/update-session?library_item_id={item}").json()[0]
     page.click("#upload-cancel")
-    page.locator("dialog").wait_for(state="detached")
-    assert only_session(api, item)["state"] == "CANCELED"
+    # The page is shown again once the session is canceled and the item the dialog made for it is deleted.
+    page.locator("p.empty:has-text('No items yet')").wait_for()
+    assert page.locator("dialog").count() == 0
+    assert api.get(f"/api/content/library/item/{item}").status_code == 404
+    assert api.get(f"/api/content/library/item/update-session/{sid}").status_code == 404  # gone with its item
 
 
 # -- trusted certificates ------------------------------------------------------------------------------------------
@@ -471,11 +498,26 @@ def test_trusted_certificates_add_and_remove(page: Any, server: ServerProcess, a
     page.click("#cert-add")
     code = page.locator(f"code.fingerprint:text-is('{fingerprint}')")
     code.wait_for()
+    row = page.locator("tr", has=code)
+    cn = x509.load_der_x509_certificate(der).subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    assert row.locator("td").nth(0).inner_text() == f"CN={cn}"  # subject and issuer read from the DER in the page
+    assert row.locator("td").nth(1).inner_text() == f"CN={cn}"
     listed = [c["certificate"] for c in api.get("/api/content/trusted-certificates").json()["certificates"]]
     assert fingerprint in listed
     page.click(f"button[aria-label='Remove certificate {fingerprint}']")
     code.wait_for(state="detached")
     assert api.get(f"/api/content/trusted-certificates/{fingerprint}").status_code == 404
+
+    ca = k.make_ca()  # a CA with a longer name, added through the API
+    k.trust(api, ca.cert)
+    try:
+        page.reload()
+        row = page.locator("tr", has=page.locator(f"code.fingerprint:text-is('{k.cert_id(ca.cert)}')"))
+        assert row.locator("td").nth(0).inner_text() == f"C=US, O=contentlib tests, CN={ca.cn}"
+        valid = row.locator("td").nth(2).inner_text()
+        assert "Expired" not in valid and str(ca.cert.not_valid_after_utc.year) in valid
+    finally:
+        k.untrust(api, ca.cert)
 
 
 # -- HTTPS (the default) ---------------------------------------------------------------------------------------------

@@ -83,6 +83,27 @@ def shoot(out: Path) -> None:
             page.wait_for_selector("section.warnings")
             page.check("#ignore-SELF_SIGNED_CERTIFICATE")
             page.screenshot(path=str(out / "ui-upload-warning.png"))
+            page.click("#upload-cancel")
+            # An upload part-way: the browser sends at 2 MB/s (DevTools network emulation).
+            (work / "rocky-9.4-minimal.iso").write_bytes(k.disk_bytes("rocky", 12_000_000))
+            cdp = page.context.new_cdp_session(page)
+            cdp.send("Network.enable")
+            throttle = {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 2_000_000}
+            cdp.send("Network.emulateNetworkConditions", throttle)
+            page.click("#new-item")
+            page.set_input_files("#upload-files", str(work / "rocky-9.4-minimal.iso"))
+            page.click("#upload-start")
+            page.wait_for_function(
+                "() => { const p = document.getElementById('upload-progress'); return p && p.value > p.max * 0.4; }",
+                timeout=60_000,
+            )
+            page.screenshot(path=str(out / "ui-upload-progress.png"))
+            page.click("dialog button[aria-label=Close]")
+            k.trust(api, k.make_ca(cn="Lab Root CA").cert)
+            k.trust(api, k.self_signed(cn="appliances.example.com").cert)
+            page.goto(f"{server.base}/ui/#/certificates")
+            page.wait_for_selector("code.fingerprint")
+            page.screenshot(path=str(out / "ui-certificates.png"))
             browser.close()
     finally:
         server.destroy()

@@ -1,6 +1,7 @@
 // The trusted certificates: the ones OVF signatures (and https publishers) are checked against; add and remove.
 import * as api from "./api.js";
-import { clear, errorBox, h, table } from "./dom.js";
+import { clear, errorBox, formatTime, h, table } from "./dom.js";
+import { describe } from "./x509.js";
 
 const TRUST = "/content/trusted-certificates";
 
@@ -11,6 +12,7 @@ function pemLines(pem) {
 export async function certificatesPage(main) {
   document.title = "Trusted certificates — Content Library";
   const { certificates } = await api.get(TRUST);
+  for (const c of certificates) c.info = describe(c.cert_text);
   const error = h("div");
   const text = h("textarea", {
     id: "cert-text",
@@ -76,10 +78,23 @@ export async function certificatesPage(main) {
       "section.card",
       table(
         [
+          ["Subject", (c) => (c.info ? c.info.subject : "—")],
+          ["Issuer", (c) => (c.info ? c.info.issuer : "—")],
+          [
+            "Valid",
+            (c) => {
+              if (!c.info) return "—";
+              const expired = c.info.notAfter && c.info.notAfter < new Date();
+              return [
+                `${formatTime(c.info.notBefore)} – ${formatTime(c.info.notAfter)}`,
+                expired && [" ", h("span.badge.bad", "Expired")],
+              ];
+            },
+          ],
           ["SHA-256 fingerprint", (c) => h("code.fingerprint", c.certificate)],
           [
-            "Certificate",
-            (c) => h("details", h("summary", `${pemLines(c.cert_text).length} lines of PEM`), h("pre", c.cert_text)),
+            "Text",
+            (c) => h("details", h("summary", `PEM (${pemLines(c.cert_text).length} lines)`), h("pre", c.cert_text)),
           ],
           ["", remove],
         ],

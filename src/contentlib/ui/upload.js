@@ -48,13 +48,15 @@ function rate(bytes, ms) {
 
 export function uploadDialog({ library, item = null }) {
   let sid = null;
+  let created = null; // the item this dialog created: deleted again when the upload is canceled
   let finished = false;
   let keepAlive = null;
   const { body, close } = modal(item ? `Upload to ${item.name}` : `New item in ${library.name}`, {
     onclose: async () => {
       clearInterval(keepAlive);
       if (sid && !finished) await api.post(`${US}/${sid}?action=cancel`).catch(() => {});
-      if (sid && api.sessionId()) window.dispatchEvent(new HashChangeEvent("hashchange")); // show what changed
+      if (created && !finished) await api.del(`/content/library/item/${created}`).catch(() => {});
+      if ((sid || created) && api.sessionId()) window.dispatchEvent(new HashChangeEvent("hashchange")); // show what changed
     },
   });
 
@@ -143,6 +145,7 @@ export function uploadDialog({ library, item = null }) {
       const spec = { library_id: library.id, name: name.value || defaultName(chosen), description: description.value };
       if (isPackage(chosen)) spec.type = "ovf";
       itemId = await api.post("/content/library/item", spec);
+      created = itemId;
     }
     form.replaceWith(panel);
     sid = await api.post(US, { library_item_id: itemId });
