@@ -15,6 +15,8 @@ import hashlib
 import http.client
 import os
 import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -186,6 +188,40 @@ def test_login_wrong_password_then_libraries_and_logout(page: Any, server: Serve
     page.wait_for_selector("form.login")
     assert "logged out" in page.inner_text("form.login")
     assert api.get("/api/session").status_code == 401  # DELETE /api/session ended it on the server
+
+
+def test_another_user_logs_in_with_their_role(page: Any, server: ServerProcess, api: Api) -> None:
+    """The UI's users are the API's: a ReadOnly user made with `contentlib user add` sees the libraries, and what
+    the role does not allow is refused by the API with its message, shown in the page."""
+    name, password = f"viewer-{uuid.uuid4().hex[:6]}@example.local", "Viewer!23-test"
+    proc = subprocess.run(
+        [sys.executable, "-m", "contentlib", "user", "add", name, "--role", "ReadOnly", *server.store_args()],
+        input=password + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    shown = f"ui-ro-{uuid.uuid4().hex[:6]}"
+    api.create_library(shown)
+    page.goto(server.base + "/ui/")
+    page.fill("#login-user", name)
+    page.fill("#login-password", password)
+    page.click("form.login button[type=submit]")
+    page.wait_for_selector(f"a:text-is('{shown}')")
+    assert page.inner_text("#user-name") == name
+    page.click("#new-library")
+    page.fill("#lib-name", f"ui-ro-new-{uuid.uuid4().hex[:6]}")
+    page.click("dialog button[type=submit]")
+    alert = page.locator("dialog [role=alert]")
+    alert.wait_for()
+    refused = api.post(
+        "/api/content/local-library",
+        json={"name": "x", "type": "LOCAL", "storage_backings": [{"type": "OTHER", "storage_uri": "file:///x"}]},
+        headers={"vmware-api-session-id": session_id(page)},
+    )
+    assert refused.status_code == 403
+    assert alert.inner_text() == " ".join(m["default_message"] for m in refused.json()["messages"])
 
 
 def test_ended_session_returns_to_login(page: Any, server: ServerProcess, api: Api) -> None:
