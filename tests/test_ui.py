@@ -11,6 +11,7 @@ checked through /api.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import http.client
 import os
@@ -513,9 +514,11 @@ def test_upload_invalid_package_shows_problems_and_cancels(
     (item,) = api.get(f"/api/content/library/item?library_id={lib}").json()
     assert only_session(api, item)["state"] == "ACTIVE"
     sid = api.get(f"/api/content/library/item/update-session?library_item_id={item}").json()[0]
+    page.evaluate("document.querySelector('main > .view').dataset.before = 'cancel'")
     page.click("#upload-cancel")
-    # The page is shown again once the session is canceled and the item the dialog made for it is deleted.
-    page.locator("p.empty:has-text('No items yet')").wait_for()
+    # The page is shown anew once the session is canceled and the item the dialog made for it is deleted.
+    page.locator("main > .view:not([data-before])").wait_for()
+    assert "No items yet" in page.inner_text("main")
     assert page.locator("dialog").count() == 0
     assert api.get(f"/api/content/library/item/{item}").status_code == 404
     assert api.get(f"/api/content/library/item/update-session/{sid}").status_code == 404  # gone with its item
@@ -557,10 +560,23 @@ def test_trusted_certificates_add_and_remove(page: Any, server: ServerProcess, a
 
 
 # -- HTTPS (the default) ---------------------------------------------------------------------------------------------
-def test_ui_over_https_uploads_with_checksum(browser: Any, make_server: Any, tmp_path: Path) -> None:
+@pytest.fixture()
+def https_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A private HTTPS server. Made and dropped in a thread: with CONTENTLIB_TEST_PG its database is created with
+    asyncio.run, which cannot run in this thread while Playwright's event loop does."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        srv = pool.submit(ServerProcess, tmp_path / "https-data", None, None, False).result()
+        try:
+            srv.start()
+            yield srv
+        finally:
+            pool.submit(srv.destroy).result()
+
+
+def test_ui_over_https_uploads_with_checksum(browser: Any, https_server: ServerProcess, tmp_path: Path) -> None:
     """The default server speaks HTTPS (a self-signed certificate, accepted here): the UI logs in, and an upload
     goes to the https upload URL with a SHA-256 from WebCrypto (a secure context)."""
-    srv = make_server(http=False)
+    srv = https_server
     api = Api(srv.base)
     lib = api.create_library()
     path = tmp_path / "small.txt"
