@@ -12,12 +12,14 @@ checked through /api.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import hashlib
 import http.client
 import os
 import re
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -412,6 +414,24 @@ def test_upload_file_with_progress(page: Any, server: ServerProcess, api: Api, t
     assert "DONE" in sessions.inner_text()
 
 
+def test_upload_item_name_taken_then_another(page: Any, server: ServerProcess, api: Api, tmp_path: Path) -> None:
+    path = tmp_path / "taken.txt"
+    path.write_bytes(b"taken\n")
+    lib = open_upload(page, server, api)
+    api.create_item(lib, "taken")
+    page.set_input_files("#upload-files", str(path))
+    assert page.input_value("#item-name") == "taken"
+    page.click("#upload-start")
+    alert = page.locator("dialog form [role=alert]")
+    alert.wait_for()
+    assert "already exists" in alert.inner_text()  # the API's ALREADY_EXISTS message
+    page.fill("#item-name", "not taken")
+    page.click("#upload-start")
+    page.click("#upload-complete")
+    assert wait_done(page) == "DONE"
+    assert api.item_files(item_of(page))["taken.txt"]["size"] == 6
+
+
 def test_upload_into_existing_item(page: Any, server: ServerProcess, api: Api, tmp_path: Path) -> None:
     item = api.create_item(name="ui-existing")
     api.put_files(item, {"a.txt": b"first\n", "b.txt": b"old b\n"})
@@ -465,6 +485,34 @@ def test_upload_signed_ovf_ignore_warning(page: Any, server: ServerProcess, api:
     assert {w["type"]: w["ignored"] for w in session["warning_behavior"]} == dict.fromkeys(types, True)
     assert {n: f["size"] for n, f in api.item_files(item).items()} == {n: len(d) for n, d in pkg.kept().items()}
     assert api.get(f"/api/content/library/item/{item}").json()["type"] == "ovf"
+
+
+def test_session_expired_while_reviewing_is_shown(page: Any, tmp_path: Path) -> None:
+    """An update session that expires while the warnings are reviewed (here after 3 idle seconds): complete is
+    refused, and the dialog shows the API's message."""
+    pkg = k.build_package("slow", signer=k.self_signed())
+    paths = write_package(tmp_path / "pkg", pkg)
+    args = ["--update-session-timeout", "3", "--sweep-interval", "0.25"]
+    with private_server(tmp_path / "data", args) as srv:
+        api = Api(srv.base)
+        open_upload(page, srv, api)
+        page.set_input_files("#upload-files", paths)
+        page.click("#upload-start")
+        page.locator("section.warnings").wait_for(timeout=120_000)
+        (sid,) = api.get("/api/content/library/item/update-session").json()
+        deadline = time.monotonic() + 60
+        while api.session(sid)["state"] == "ACTIVE" and time.monotonic() < deadline:
+            time.sleep(0.25)
+        assert api.session(sid)["state"] == "ERROR"
+        for box in page.locator("li.warning input[type=checkbox]").all():
+            box.check()
+        page.click("#upload-complete")
+        alert = page.locator(".upload-panel [role=alert]")
+        alert.wait_for()
+        refused = api.patch(f"/api/content/library/item/update-session/{sid}", json={"warning_behavior": []})
+        assert alert.inner_text() == " ".join(m["default_message"] for m in refused.json()["messages"])
+        page.click(".upload-panel button:text-is('Close')")
+        page.locator("dialog").wait_for(state="detached")
 
 
 def test_upload_ovf_folder(page: Any, server: ServerProcess, api: Api, tmp_path: Path) -> None:
@@ -560,17 +608,23 @@ def test_trusted_certificates_add_and_remove(page: Any, server: ServerProcess, a
 
 
 # -- HTTPS (the default) ---------------------------------------------------------------------------------------------
-@pytest.fixture()
-def https_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    """A private HTTPS server. Made and dropped in a thread: with CONTENTLIB_TEST_PG its database is created with
-    asyncio.run, which cannot run in this thread while Playwright's event loop does."""
+@contextlib.contextmanager
+def private_server(data_dir: Path, args: list[str] | None = None, http: bool = True) -> Iterator[ServerProcess]:
+    """A server of the test's own. Made and dropped in a thread: with CONTENTLIB_TEST_PG its database is created
+    with asyncio.run, which cannot run in this thread while Playwright's event loop does."""
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        srv = pool.submit(ServerProcess, tmp_path / "https-data", None, None, False).result()
+        srv = pool.submit(ServerProcess, data_dir, args, None, http).result()
         try:
             srv.start()
             yield srv
         finally:
             pool.submit(srv.destroy).result()
+
+
+@pytest.fixture()
+def https_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    with private_server(tmp_path / "https-data", http=False) as srv:
+        yield srv
 
 
 def test_ui_over_https_uploads_with_checksum(browser: Any, https_server: ServerProcess, tmp_path: Path) -> None:

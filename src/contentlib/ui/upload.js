@@ -128,10 +128,13 @@ export function uploadDialog({ library, item = null }) {
   }
 
   function fail(err) {
-    const where = panel.isConnected ? panel : error;
-    if (where === error) clear(error);
-    where.append(errorBox(err.message));
-    if (panel.isConnected) panel.append(closeActions());
+    if (!panel.isConnected) {
+      clear(error, errorBox(err.message)); // e.g. the item name is taken: fix it and try again
+      start.disabled = false;
+      return;
+    }
+    for (const el of panel.querySelectorAll(".actions")) el.remove();
+    panel.append(errorBox(err.message), closeActions());
   }
 
   function closeActions(...extra) {
