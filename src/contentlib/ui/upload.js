@@ -7,7 +7,12 @@ import { clear, errorBox, formatBytes, h, modal } from "./dom.js";
 import { stateBadge } from "./item.js";
 
 const US = "/content/library/item/update-session";
-const KEEP_ALIVE_MS = 60_000;
+// A session expires after the server's idle timeout (--update-session-timeout, five minutes by default): while the
+// dialog is open it is kept alive three times per timeout, as its first expiration_time tells, between 1 s and 60 s.
+function keepAliveEvery(session) {
+  const left = Date.parse(session.expiration_time) - Date.now();
+  return Number.isFinite(left) ? Math.min(60_000, Math.max(1_000, left / 3)) : 60_000;
+}
 
 const WARNING_TEXT = {
   SELF_SIGNED_CERTIFICATE: "The package is signed with a self-signed certificate.",
@@ -152,7 +157,8 @@ export function uploadDialog({ library, item = null }) {
     }
     form.replaceWith(panel);
     sid = await api.post(US, { library_item_id: itemId });
-    keepAlive = setInterval(() => api.post(`${US}/${sid}?action=keep-alive`, {}).catch(() => {}), KEEP_ALIVE_MS);
+    const every = keepAliveEvery(await api.get(`${US}/${sid}`));
+    keepAlive = setInterval(() => api.post(`${US}/${sid}?action=keep-alive`, {}).catch(() => {}), every);
     const total = chosen.reduce((s, f) => s + f.size, 0);
     bar.max = Math.max(total, 1);
     const started = performance.now();
