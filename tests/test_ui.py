@@ -183,6 +183,10 @@ def test_login_wrong_password_then_libraries_and_logout(page: Any, server: Serve
     page.click("form.login button[type=submit]")
     page.wait_for_selector("h1:text-is('Libraries')")
     assert page.inner_text("#user-name") == ADMIN_USER
+    page.focus("a.skip")  # the skip link focuses the content and keeps the route
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    assert page.url.endswith("#/libraries")
     sid = session_id(page)
     api = Api(server.base, login=False)
     api.http.headers["vmware-api-session-id"] = sid

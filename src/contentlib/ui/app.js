@@ -116,6 +116,12 @@ document.getElementById("logout").addEventListener("click", async () => {
 
 window.addEventListener("hashchange", route);
 
+// The skip link focuses the page's content; the hash is the router's, so it must not follow its href.
+document.querySelector(".skip").addEventListener("click", (e) => {
+  e.preventDefault();
+  main.focus();
+});
+
 async function start() {
   if (api.sessionId()) {
     try {
