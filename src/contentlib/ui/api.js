@@ -57,7 +57,13 @@ export async function call(method, path, body) {
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await r.text();
-  const value = text ? JSON.parse(text) : undefined;
+  let value;
+  try {
+    value = text ? JSON.parse(text) : undefined;
+  } catch {
+    if (r.ok) throw new Error(`${method} /api${path}: the answer is not JSON.`);
+    value = null; // e.g. a proxy's error page: the status is the message
+  }
   if (r.status === 401 && sid) {
     sessionStorage.removeItem(SESSION_KEY);
     onExpired();
