@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run a command with PostgreSQL (127.0.0.1:5432) and an S3 server (SeaweedFS, 127.0.0.1:8333) available, then stop
-# whichever of the two this script had to start. Fails loudly when either cannot be started.
+# whichever of the two this script had to start; Debian's Chromium is installed first if it is missing (the web UI's
+# browser tests drive it). Fails loudly when any of them cannot be had.
 #   scripts/with-services.sh COMMAND [ARGS...]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -12,6 +13,7 @@ cleanup() {
   if [ -n "$started_pg" ]; then pg_ctlcluster "$(ls /etc/postgresql | sort -V | tail -1)" main stop || true; fi
 }
 trap cleanup EXIT
+bash "$here/ensure-chromium.sh"
 bash "$here/ensure-postgres.sh"
 bash "$here/ensure-seaweedfs.sh"
 "$@"

@@ -23,6 +23,7 @@ from contentlib.protocols.jsonrpc import JsonRpcApi
 from contentlib.protocols.legacy_rest import LegacyRestApi
 from contentlib.protocols.rest import RestApi
 from contentlib.protocols.soap import SoapApi
+from contentlib.protocols.ui import UiFiles
 from contentlib.protocols.vcsp import VcspApi
 from contentlib.services.auth import Auth
 from contentlib.services.configuration import Configuration
@@ -76,6 +77,7 @@ class App:
         self.data = DataPlane(self.update_sessions.transfers, self.download_sessions, blobs)
         feed = VcspFeed(self.core)
         self.vcsp = VcspApi(feed, blobs)
+        self.ui = UiFiles()  # the web UI's static files (docs/ui.md)
         self.persisted_feeds = FeedPersister(feed, self.store, blobs)
         self._proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
         self._background: list[asyncio.Task[None]] = []  # the sweeper, the transfer watchdog, the persisted feeds
@@ -123,6 +125,7 @@ class App:
                 web.route("*", r"/rest/{tail:[\s\S]*}", self.legacy_rest.handle),
                 web.route("*", "/rest", self.legacy_rest.handle),
                 *self.soap.routes(),
+                *self.ui.routes(),
                 web.route("*", r"/{tail:[\s\S]*}", self.rest.not_found),
             ]
         )
