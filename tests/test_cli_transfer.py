@@ -15,7 +15,7 @@ import subprocess
 import termios
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import ovfkit
@@ -279,3 +279,40 @@ def test_a_progress_bar_on_a_terminal(cli: Cli, lib: str, tmp_path: Path) -> Non
     assert "tty.iso" in screen and "━" in screen and "/s" in screen, screen  # a bar, its rate
     assert "\x1b[" in screen  # drawn with terminal control sequences (rich), not one line per file
     assert "Pushed 1 file(s)" in screen
+
+
+def test_a_slow_push_sends_keep_alive_with_its_progress(
+    tmp_path: Path, make_server: Callable[..., ServerProcess]
+) -> None:
+    """A server whose sessions expire after 3 idle seconds: during a slow upload the client sends keep-alive (a
+    third of the time left) with `client_progress`, the share of the bytes sent, which the session then shows."""
+    srv = make_server(args=["--update-session-timeout", "3"])
+    api = Api(srv.base)
+    lib = api.create_library()
+    proxy = Proxy(srv.port, "up", delay=0.03)
+    try:
+        c = Cli(tmp_path)
+        assert c.login(proxy.base).returncode == 0
+        iso = write(tmp_path / "slow.iso", BIG)
+        proc = subprocess.Popen(c.command("item", "push", lib, str(iso)), env=c.env, stderr=subprocess.PIPE, text=True)
+        progress: list[int] = []
+        while proc.poll() is None and not progress:
+            item = item_id(api, lib, "slow")
+            for s in sessions_of(api, item) if item else []:
+                if s["state"] == "ACTIVE" and 0 < s.get("client_progress", 0) < 100:
+                    progress.append(s["client_progress"])
+            time.sleep(0.1)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proxy.close()
+    assert proc.returncode == 0, err
+    assert progress, "no keep-alive with a client_progress was seen during the upload"
+
+
+def test_an_expired_api_session_says_log_in_again(tmp_path: Path, make_server: Callable[..., ServerProcess]) -> None:
+    srv = make_server(args=["--api-session-timeout", "6", "--sweep-interval", "0.2"])
+    c = Cli(tmp_path)
+    assert c.login(srv.base).returncode == 0
+    c.ok("library", "ls")
+    time.sleep(8)  # idle past the session timeout
+    failed(c("library", "ls"), 3, "UNAUTHENTICATED", "log in again")

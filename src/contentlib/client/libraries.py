@@ -245,7 +245,7 @@ def library_subscribe(
 @library.command("sync")
 @click.argument("lib")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the sync has ended.")
-@click.option("--timeout", type=float, default=3600, show_default=True, help="Seconds to wait at most.")
+@click.option("--timeout", type=float, default=600, show_default=True, help="Seconds to wait at most.")
 @json_option
 def library_sync(lib: str, wait: bool, timeout: float, as_json: bool) -> None:
     """Synchronize a subscribed library with its publisher."""

@@ -47,6 +47,10 @@ class Transfers:
         if self.bars is not None:
             self.bars.stop()
 
+    def percent(self, total: int) -> int:
+        """How much of `total` bytes the transfers so far have moved, in percent."""
+        return min(100, 100 * sum(n for _, _, n in self.files.values()) // total) if total else 0
+
     def start(self, name: str, total: int | None) -> int:
         key = self._next
         self._next += 1

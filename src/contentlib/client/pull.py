@@ -16,6 +16,7 @@ import aiohttp
 
 from contentlib.client.common import Interrupted
 from contentlib.client.http import TRANSFER, Client, CliError, api_error
+from contentlib.client.keepalive import kept_alive
 from contentlib.client.output import warn
 from contentlib.client.progress import Transfers
 
@@ -145,11 +146,13 @@ async def pull(
     done: list[dict[str, Any]] = []
     try:
         files = await api.get(f"{DS}/{ds}/file")
+        total = sum(int(f.get("size") or 0) for f in files)
         with Transfers(to_stderr) as progress:
-            for f in files:
-                info = await _prepared(api, ds, _safe(str(f["name"])))
-                await _fetch(api, info, directory, retries, progress)
-                done.append({k: info.get(k) for k in ("name", "size", "checksum_info")})
+            async with kept_alive(api, f"{DS}/{ds}", lambda: {"progress": progress.percent(total)}):
+                for f in files:
+                    info = await _prepared(api, ds, _safe(str(f["name"])))
+                    await _fetch(api, info, directory, retries, progress)
+                    done.append({k: info.get(k) for k in ("name", "size", "checksum_info")})
     except (asyncio.CancelledError, KeyboardInterrupt):
         await _end(api, ds)
         raise Interrupted(f"Interrupted: the download session {ds} was deleted.") from None

@@ -24,6 +24,7 @@ import aiohttp
 from contentlib.client import common
 from contentlib.client.common import ITEM, Interrupted
 from contentlib.client.http import CONFLICT, TRANSFER, USAGE, Client, CliError, api_error
+from contentlib.client.keepalive import kept_alive
 from contentlib.client.output import warn
 from contentlib.client.progress import Transfers
 from contentlib.services import ovf
@@ -194,6 +195,14 @@ async def _pull_file(api: Client, sid: str, f: Upload, progress: Transfers) -> N
     progress.done(key, "(fetched by the server)")
 
 
+async def _send_all(api: Client, sid: str, files: list[Upload], progress: Transfers, retries: int) -> None:
+    for f in files:
+        if f.url is not None:
+            await _pull_file(api, sid, f, progress)
+        else:
+            await _push_file(api, sid, f, progress, retries)
+
+
 async def _check(api: Client, sid: str, ignore_warnings: bool) -> list[dict[str, Any]]:
     """Validate the session's package and decide its preview warnings; the warnings."""
     result = await api.post(f"{US}/{sid}/file", action="validate")
@@ -257,12 +266,11 @@ async def push(api: Client, lib_ref: str, options: PushOptions) -> dict[str, Any
         item_id = created = str(await api.post(ITEM, spec))
     sid = str(await api.post(US, {"library_item_id": item_id}))
     try:
+        total = sum(f.size or 0 for f in files)
         with Transfers(to_stderr=options.as_json) as progress:
-            for f in files:
-                if f.url is not None:
-                    await _pull_file(api, sid, f, progress)
-                else:
-                    await _push_file(api, sid, f, progress, options.retries)
+            alive = kept_alive(api, f"{US}/{sid}", lambda: {"client_progress": progress.percent(total)})
+            async with alive:
+                await _send_all(api, sid, files, progress, options.retries)
         warnings = await _check(api, sid, options.ignore_warnings)
         await api.post(f"{US}/{sid}", action="complete")
         await _wait_done(api, sid)
