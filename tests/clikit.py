@@ -182,7 +182,16 @@ def sessions_of(api: Api, item: str) -> list[dict[str, Any]]:
     """The update sessions of an item (with their ids)."""
     out = []
     for sid in api.get("/api/content/library/item/update-session").json():
-        info = api.get(f"/api/content/library/item/update-session/{sid}").json()
-        if info.get("library_item_id") == item:
-            out.append({"id": sid, **info})
+        r = api.get(f"/api/content/library/item/update-session/{sid}")
+        if r.status_code == 200 and r.json().get("library_item_id") == item:
+            out.append({"id": sid, **r.json()})
+    return out
+
+
+def download_sessions_of(api: Api, item: str) -> list[str]:
+    out = []
+    for d in api.get("/api/content/library/item/download-session").json():
+        r = api.get(f"/api/content/library/item/download-session/{d}")
+        if r.status_code == 200 and r.json()["library_item_id"] == item:  # (another test may delete its own)
+            out.append(d)
     return out

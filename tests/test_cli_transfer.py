@@ -20,7 +20,7 @@ from pathlib import Path
 
 import ovfkit
 import pytest
-from clikit import Cli, FileServer, Proxy, failed, item_id, sessions_of
+from clikit import Cli, FileServer, Proxy, download_sessions_of, failed, item_id, sessions_of
 from conftest import Api, ServerProcess
 
 BIG = os.urandom(4 * 1024 * 1024 + 17)
@@ -68,10 +68,7 @@ def test_push_an_iso_and_pull_it_back(cli: Cli, api: Api, lib: str, tmp_path: Pa
     assert pulled["files"][0]["name"] == "media.iso"
     assert (out / "media.iso").read_bytes() == BIG
     assert sorted(os.listdir(out)) == ["media.iso"]  # no .part left
-    assert api.get("/api/content/library/item/download-session").json() == [] or all(
-        api.get(f"/api/content/library/item/download-session/{d}").json()["library_item_id"] != item
-        for d in api.get("/api/content/library/item/download-session").json()
-    )  # the download session was deleted
+    assert download_sessions_of(api, item) == []  # the download session was deleted
 
 
 def test_a_declared_checksum_is_sha256(cli: Cli, api: Api, lib: str, tmp_path: Path) -> None:
@@ -250,6 +247,32 @@ def test_ctrl_c_cancels_the_update_session(cli: Cli, api: Api, lib: str, tmp_pat
     assert f"the update session {sid} was canceled" in err and "Traceback" not in err
     assert api.session(sid)["state"] == "CANCELED"
     assert api.download(item, "slow.iso") == b"before"
+
+
+def test_ctrl_c_during_a_pull_deletes_the_download_session(
+    cli: Cli, api: Api, lib: str, tmp_path: Path, server: ServerProcess
+) -> None:
+    item = api.create_item(lib, "pulled")
+    api.put_files(item, {"pulled.iso": BIG})
+    proxy = Proxy(server.port, "down", delay=0.05)
+    out = tmp_path / "out"
+    try:
+        assert cli.login(proxy.base).returncode == 0
+        proc = subprocess.Popen(
+            cli.command("item", "pull", item, str(out)), env=cli.env, stderr=subprocess.PIPE, text=True
+        )
+        deadline = time.monotonic() + 60
+        while not (out / "pulled.iso.part").is_file() or (out / "pulled.iso.part").stat().st_size == 0:
+            assert time.monotonic() < deadline and proc.poll() is None, "the download did not start"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proxy.close()
+    assert proc.returncode == 130, err
+    assert "the download session" in err and "was deleted" in err and "Traceback" not in err
+    assert download_sessions_of(api, item) == []
+    assert os.listdir(out) == []  # the .part is gone
 
 
 def test_a_progress_bar_on_a_terminal(cli: Cli, lib: str, tmp_path: Path) -> None:

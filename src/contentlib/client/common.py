@@ -57,6 +57,17 @@ def finish(body: Callable[[], None]) -> None:
         sys.exit(INTERRUPTED)
 
 
+async def get_all(api: Client, paths: list[str], parallel: int = 8) -> list[Any]:
+    """GET each path, a few at a time (a list gives ids; each one's info is a GET of its own), in order."""
+    gate = asyncio.Semaphore(parallel)
+
+    async def one(path: str) -> Any:
+        async with gate:
+            return await api.get(path)
+
+    return list(await asyncio.gather(*(one(p) for p in paths)))
+
+
 async def library(api: Client, ref: str) -> dict[str, Any]:
     """The library named or identified by `ref`; NOT_FOUND, or CONFLICT when several have that name."""
     if _ID.match(ref):

@@ -29,7 +29,7 @@ def item_ls(lib: str, as_json: bool) -> None:
     async def action(api: Client) -> None:
         found = await common.library(api, lib)
         ids = await api.get(ITEM, {"library_id": found["id"]})
-        items = sorted([await api.get(f"{ITEM}/{i}") for i in ids], key=lambda i: str(i.get("name", "")))
+        items = sorted(await common.get_all(api, [f"{ITEM}/{i}" for i in ids]), key=lambda i: str(i.get("name", "")))
         if as_json:
             print_json(items)
             return

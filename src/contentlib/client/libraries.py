@@ -34,7 +34,7 @@ def library_ls(as_json: bool) -> None:
     """List the libraries."""
 
     async def action(api: Client) -> None:
-        libs = [await api.get(f"{LIB}/{i}") for i in await api.get(LIB)]
+        libs = await common.get_all(api, [f"{LIB}/{i}" for i in await api.get(LIB)])
         libs.sort(key=lambda lib: str(lib.get("name", "")))
         if as_json:
             print_json(libs)

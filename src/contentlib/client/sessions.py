@@ -11,7 +11,7 @@ import aiohttp
 import click
 
 from contentlib.client import login as login_file
-from contentlib.client.common import finish, json_option, run
+from contentlib.client.common import finish, get_all, json_option, run
 from contentlib.client.http import AUTH, USAGE, Client, CliError, Tls, normalize_url
 from contentlib.client.output import print_json, say, table
 
@@ -117,7 +117,8 @@ def session_ls(download: bool, as_json: bool) -> None:
     async def action(api: Client) -> None:
         base = DS if download else US
         ids = await api.get(base)
-        infos: list[dict[str, Any]] = [{"id": i, **await api.get(f"{base}/{i}")} for i in ids]
+        found = await get_all(api, [f"{base}/{i}" for i in ids])
+        infos: list[dict[str, Any]] = [{"id": i, **info} for i, info in zip(ids, found, strict=True)]
         if as_json:
             print_json(infos)
             return
