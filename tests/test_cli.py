@@ -7,13 +7,14 @@ import hashlib
 import json
 import ssl
 import stat
+import subprocess
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from clikit import Cli, failed
-from conftest import Api, ServerProcess
+from conftest import ADMIN_PASSWORD, ADMIN_USER, Api, ServerProcess
 
 
 @pytest.fixture()
@@ -224,6 +225,20 @@ def test_https_thumbprint_insecure_and_a_bad_thumbprint(tmp_path: Path, https_se
     c.ok("item", "push", lib, str(tmp_path / "t.iso"))
     c.ok("item", "pull", f"{lib}/t", str(tmp_path / "out"))
     assert (tmp_path / "out" / "t.iso").read_bytes() == b"t" * 100000
+    # The server's own certificate as the CA to trust (kept as an absolute path: commands run from anywhere).
+    (tmp_path / "ca").mkdir()
+    (tmp_path / "ca" / "server.pem").write_bytes((https_server.data_dir / "tls-cert.pem").read_bytes())
+    done = subprocess.run(
+        [*c.command("login", https_server.base, "-u", ADMIN_USER, "--password-stdin", "--ca-file", "server.pem")],
+        env=c.env,
+        input=ADMIN_PASSWORD + "\n",
+        capture_output=True,
+        text=True,
+        cwd=tmp_path / "ca",
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(c.login_file.read_text())["tls"]["ca_file"] == str(tmp_path / "ca" / "server.pem")
+    assert c.json("library", "info", lib)["name"] == lib
     # A pinned login refuses a server whose certificate is not the one pinned any more.
     saved = json.loads(c.login_file.read_text())
     saved["tls"] = {"insecure": False, "thumbprint": wrong, "ca_file": None}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -56,7 +57,7 @@ def login(
         base = normalize_url(url)
         name = user if user is not None else str(click.prompt("User"))
         password = _password(password_stdin)
-        tls = Tls(insecure, thumbprint, ca_file)
+        tls = Tls(insecure, thumbprint, str(Path(ca_file).resolve()) if ca_file else None)  # from any directory
 
         async def main() -> str:
             async with Client(base, tls) as api:
