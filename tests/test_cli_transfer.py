@@ -106,6 +106,19 @@ def test_push_an_ovf_folder_with_certificate_warnings(cli: Cli, api: Api, lib: s
     assert (out / "appliance.ovf").is_file()
 
 
+def test_a_push_replaces_the_items_files_unless_keep(cli: Cli, api: Api, lib: str, tmp_path: Path) -> None:
+    for folder, disk in (("one", "one.vmdk"), ("two", "two.vmdk"), ("three", "three.vmdk")):
+        for n, data in ovfkit.build_package("vm", disks={disk: ovfkit.disk_bytes(disk, 3000)}).files.items():
+            write(tmp_path / folder / n, data)
+    item = cli.json("item", "push", lib, str(tmp_path / "one"))["item"]["id"]
+    done = cli("item", "push", lib, str(tmp_path / "two"))
+    assert done.returncode == 0, done.stderr
+    assert "removed one.vmdk." in done.stdout
+    assert set(api.item_files(item)) == {"vm.ovf", "two.vmdk"}
+    assert cli.json("item", "push", lib, str(tmp_path / "three"), "--keep")["removed"] == []
+    assert set(api.item_files(item)) == {"vm.ovf", "two.vmdk", "three.vmdk"}
+
+
 def test_an_ovf_folder_missing_a_referenced_disk_is_a_usage_error(cli: Cli, lib: str, tmp_path: Path) -> None:
     pkg = ovfkit.build_package("vm")
     write(tmp_path / "vm" / "vm.ovf", pkg.files["vm.ovf"])

@@ -134,6 +134,7 @@ def item_cp(ref: str, lib: str, name: str | None, as_json: bool) -> None:
 @click.option("-d", "--description", default=None, help="The description of a new item.")
 @click.option("--ignore-warnings", is_flag=True, help="Accept an OVF whose certificate raises warnings.")
 @click.option("--retries", type=int, default=3, show_default=True, help="Times a cut upload of a file is retried.")
+@click.option("--keep", is_flag=True, help="Keep the item's other files (default: the item holds what is pushed).")
 @json_option
 def item_push(
     lib: str,
@@ -143,11 +144,12 @@ def item_push(
     description: str | None,
     ignore_warnings: bool,
     retries: int,
+    keep: bool,
     as_json: bool,
 ) -> None:
     """Upload FILE (an ISO, any file, an OVA), DIR (an OVF folder) or URL (the server fetches it) into LIB, in one
     update session; the item is created when LIB has none of that name."""
-    options = PushOptions(source, name, item_type, description, ignore_warnings, retries, as_json)
+    options = PushOptions(source, name, item_type, description, ignore_warnings, retries, as_json, keep)
 
     async def action(api: Client) -> None:
         result = await push(api, lib, options)
@@ -157,7 +159,8 @@ def item_push(
             item_info = result["item"]
             say(
                 f"Pushed {len(result['files'])} file(s), {size(result['bytes'])}, to "
-                f"{result['library']}/{item_info['name']} ({item_info['id']}), version {item_info['content_version']}."
+                f"{result['library']}/{item_info['name']} ({item_info['id']}), version {item_info['content_version']}"
+                + (f"; removed {', '.join(result['removed'])}." if result["removed"] else ".")
             )
 
     run(action)

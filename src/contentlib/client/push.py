@@ -5,7 +5,9 @@ not carry one: the server verifies its members against the manifest inside) and 
 `upload_endpoint.uri`. A cut connection leaves the file in ERROR on the server (services/update_transfers.py); the
 contract lets the client send it again, so the file is PUT again from its first byte, up to `--retries` times. What
 cannot be finished — a file that keeps failing, a package that does not validate, warnings not ignored, Ctrl-C —
-cancels the session, so the item keeps the content it had (an item this push created is deleted again).
+cancels the session, so the item keeps the content it had (an item this push created is deleted again). The item's
+files that the push does not bring are removed in the same session (unless `--keep`): it then holds what was
+pushed, not an older OVF's disks beside the new ones.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class PushOptions:
     ignore_warnings: bool = False
     retries: int = 3
     as_json: bool = False
+    keep: bool = False  # keep the item's files this push does not bring
 
 
 @dataclass(frozen=True)
@@ -203,6 +206,16 @@ async def _send_all(api: Client, sid: str, files: list[Upload], progress: Transf
             await _push_file(api, sid, f, progress, retries)
 
 
+async def _remove_others(api: Client, sid: str) -> list[str]:
+    """Remove from the session the item's files it does not add (source_type NONE: left as they are), so that the
+    item holds what was pushed and no stale disk of an older OVF."""
+    files: list[dict[str, Any]] = await api.get(f"{US}/{sid}/file")
+    stale = sorted(str(f["name"]) for f in files if f.get("source_type") == "NONE")
+    for name in stale:
+        await api.delete(f"{US}/{sid}/file/{urllib.parse.quote(name, safe='')}")
+    return stale
+
+
 async def _check(api: Client, sid: str, ignore_warnings: bool) -> list[dict[str, Any]]:
     """Validate the session's package and decide its preview warnings; the warnings."""
     result = await api.post(f"{US}/{sid}/file", action="validate")
@@ -271,6 +284,7 @@ async def push(api: Client, lib_ref: str, options: PushOptions) -> dict[str, Any
             alive = kept_alive(api, f"{US}/{sid}", lambda: {"client_progress": progress.percent(total)})
             async with alive:
                 await _send_all(api, sid, files, progress, options.retries)
+        removed = [] if options.keep else await _remove_others(api, sid)
         warnings = await _check(api, sid, options.ignore_warnings)
         await api.post(f"{US}/{sid}", action="complete")
         await _wait_done(api, sid)
@@ -286,5 +300,6 @@ async def push(api: Client, lib_ref: str, options: PushOptions) -> dict[str, Any
         "session": sid,
         "files": [f.name for f in files],
         "bytes": sum(f.size or 0 for f in files),
+        "removed": removed,
         "warnings": warnings,
     }
