@@ -22,7 +22,8 @@ from contentlib.client.output import console, size, warn
 class Transfers:
     """`with Transfers(to_stderr) as p: t = p.start(name, total); p.advance(t, n); p.done(t)`."""
 
-    def __init__(self, to_stderr: bool = False) -> None:
+    def __init__(self, to_stderr: bool = False, lines: bool = True) -> None:
+        self.lines = lines  # off a terminal, a line per file done (else nothing)
         self.out = console(stderr=to_stderr)
         self.tty = (sys.stderr if to_stderr else sys.stdout).isatty()
         self.bars: Progress | None = None
@@ -94,6 +95,8 @@ class Transfers:
         if self.bars is not None:
             task = self._task(key)
             self.bars.update(task, total=n, completed=n)
+            return
+        if not self.lines:
             return
         seconds = max(time.monotonic() - started, 1e-6)
         rate = f"{size(int(n / seconds))}/s"

@@ -13,6 +13,7 @@ pushed, not an older OVF's disks beside the new ones.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import time
 import urllib.parse
@@ -58,17 +59,32 @@ class Upload:
     sha256: str | None = None
 
 
-def _sha256(path: Path) -> str:
+async def _sha256(path: Path, progress: Transfers) -> str:
+    """The file's SHA-256, a chunk at a time on the event loop (Ctrl-C stops it between two chunks)."""
     digest = hashlib.sha256()
+    key = progress.start(f"{path.name} (SHA-256)", path.stat().st_size)
     with path.open("rb") as fh:
         while block := fh.read(_CHUNK):
             digest.update(block)
+            progress.advance(key, len(block))
+            await asyncio.sleep(0)
+    progress.done(key)
     return digest.hexdigest()
 
 
-async def _local(path: Path, checksum: bool = True) -> Upload:
-    size = path.stat().st_size
-    return Upload(path.name, path, None, size, await asyncio.to_thread(_sha256, path) if checksum else None)
+async def checksums(files: list[Upload], to_stderr: bool) -> list[Upload]:
+    """The files with the SHA-256 they are declared with (not an OVA's; a bar per file on a terminal)."""
+    with Transfers(to_stderr, lines=False) as progress:
+        return [
+            dataclasses.replace(f, sha256=await _sha256(f.path, progress))
+            if f.path is not None and ovf.kind_of(f.name) != "ova"
+            else f
+            for f in files
+        ]
+
+
+def _local(path: Path) -> Upload:
+    return Upload(path.name, path, None, path.stat().st_size)
 
 
 def _type_of(name: str) -> str | None:
@@ -78,7 +94,7 @@ def _type_of(name: str) -> str | None:
     return "iso" if name.lower().endswith(".iso") else None
 
 
-async def _ovf_folder(descriptor: Path) -> list[Upload]:
+def _ovf_folder(descriptor: Path) -> list[Upload]:
     """The .mf and .cert of the descriptor (before it: the server wants them first), the .ovf, its references."""
     try:
         refs = ovf.parse_descriptor(descriptor.read_bytes())["references"]
@@ -86,16 +102,16 @@ async def _ovf_folder(descriptor: Path) -> list[Upload]:
         raise CliError(f"{descriptor}: {e}", USAGE) from None
     folder = descriptor.parent
     names = [f"{descriptor.stem}.mf", f"{descriptor.stem}.cert"]
-    files = [await _local(folder / n) for n in names if (folder / n).is_file()]
-    files.append(await _local(descriptor))
+    files = [_local(folder / n) for n in names if (folder / n).is_file()]
+    files.append(_local(descriptor))
     for href in refs:
         if not (folder / href).is_file():
             raise CliError(f"{descriptor.name} references {href}, which is not in {folder}.", USAGE)
-        files.append(await _local(folder / href))
+        files.append(_local(folder / href))
     return files
 
 
-async def plan(source: str) -> tuple[str, str | None, list[Upload]]:
+def plan(source: str) -> tuple[str, str | None, list[Upload]]:
     """The item name a source suggests, the type of a new item, and the files to add."""
     if source.startswith(_URL_SCHEMES):
         base = urllib.parse.unquote(urllib.parse.urlsplit(source).path.rstrip("/").rsplit("/", 1)[-1])
@@ -107,13 +123,13 @@ async def plan(source: str) -> tuple[str, str | None, list[Upload]]:
         descriptors = sorted(path.glob("*.ovf"))
         if len(descriptors) != 1:
             raise CliError(f"{path} holds {len(descriptors)} .ovf descriptors, not one.", USAGE)
-        return descriptors[0].stem, "ovf", await _ovf_folder(descriptors[0])
+        return descriptors[0].stem, "ovf", _ovf_folder(descriptors[0])
     if not path.is_file():
         raise CliError(f"{source} is neither a file, a folder nor a URL.", USAGE)
     kind = ovf.kind_of(path.name)
     if kind == "descriptor":
-        return path.stem, "ovf", await _ovf_folder(path)
-    return path.stem, _type_of(path.name), [await _local(path, checksum=kind != "ova")]
+        return path.stem, "ovf", _ovf_folder(path)
+    return path.stem, _type_of(path.name), [_local(path)]
 
 
 class _Cut(Exception):
@@ -266,7 +282,8 @@ async def _abandon(api: Client, sid: str, created_item: str | None) -> None:
 
 async def push(api: Client, lib_ref: str, options: PushOptions) -> dict[str, Any]:
     lib = await common.library(api, lib_ref)
-    suggested, inferred, files = await plan(options.source)
+    suggested, inferred, files = plan(options.source)
+    files = await checksums(files, options.as_json)
     name = options.name or suggested
     item_id = await common.find_item(api, lib["id"], name)
     created = None
