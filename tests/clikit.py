@@ -100,7 +100,11 @@ class Proxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(("127.0.0.1", self.target))
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:  # the server is down: so is this connection
+                client.close()
+                continue
             threading.Thread(target=self._pipe, args=(client, upstream, "up"), daemon=True).start()
             threading.Thread(target=self._pipe, args=(upstream, client, "down"), daemon=True).start()
 

@@ -195,6 +195,37 @@ def test_a_push_cut_every_time_fails_and_leaves_the_item_as_it_was(
     assert [s["state"] for s in sessions_of(api, item) if s["state"] != "DONE"] == ["CANCELED"]
 
 
+def test_a_push_survives_a_server_restart(tmp_path: Path, make_server: Callable[..., ServerProcess]) -> None:
+    """The server is killed mid-upload and started again: the client cannot reach it for a while, then finds the
+    file in ERROR (the restart fails transfers that were cut) and sends it again in the same session."""
+    srv = make_server()
+    api = Api(srv.base)
+    lib = api.create_library()
+    proxy = Proxy(srv.port, "up", delay=0.02)
+    try:
+        c = Cli(tmp_path)
+        assert c.login(proxy.base).returncode == 0
+        iso = write(tmp_path / "restart.iso", BIG)
+        proc = subprocess.Popen(
+            c.command("item", "push", lib, str(iso), "--retries", "8"), env=c.env, stderr=subprocess.PIPE, text=True
+        )
+        deadline = time.monotonic() + 60
+        while (item := item_id(api, lib, "restart")) is None:
+            assert time.monotonic() < deadline, "the item was not created"
+            time.sleep(0.05)
+        wait_transferring(api, item)
+        proxy.delay = 0.0
+        srv.kill()
+        srv.start()
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proxy.close()
+    assert proc.returncode == 0, err
+    assert "restart.iso: the upload was cut" in err
+    api = Api(srv.base)
+    assert api.download(item, "restart.iso") == BIG
+
+
 def test_a_cut_pull_resumes_with_a_range_request(
     cli: Cli, api: Api, lib: str, tmp_path: Path, server: ServerProcess
 ) -> None:

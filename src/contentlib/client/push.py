@@ -153,6 +153,8 @@ async def _put(api: Client, uri: str, f: Upload, progress: Transfers, key: int) 
             status = resp.status
     except (aiohttp.ClientError, OSError, TimeoutError) as e:
         raise _Cut(f"{e.__class__.__name__}: {e}" if str(e) else e.__class__.__name__) from None
+    if status in (502, 503, 504):  # a proxy or balancer in between lost the server: as good as a cut
+        raise _Cut(f"HTTP {status}")
     if status >= 400:
         failure = api_error(status, body, f"PUT {f.name}")
         raise CliError(f"The upload of {f.name} failed: {failure.message}", TRANSFER)
@@ -185,7 +187,10 @@ async def _push_file(api: Client, sid: str, f: Upload, progress: Transfers, retr
             await _put(api, uri, f, progress, key)
             break
         except _Cut as cut:
-            state = await _settled(api, sid, f.name)
+            try:
+                state = await _settled(api, sid, f.name)
+            except CliError as e:  # the server cannot be asked either (restarting?): wait, then send it again
+                state = {"status": None, "why": e.message}
             if state.get("status") == "READY":  # every byte arrived; only the answer was lost
                 break
             if attempt == retries:
@@ -194,6 +199,7 @@ async def _push_file(api: Client, sid: str, f: Upload, progress: Transfers, retr
                     TRANSFER,
                 ) from None
             progress.note(f"{f.name}: the upload was cut ({cut}); sending it again ({attempt + 1}/{retries}).")
+            await asyncio.sleep(min(0.5 * 2**attempt, 8.0))
             progress.restart(key)
     progress.done(key)
 
