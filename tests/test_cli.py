@@ -244,3 +244,15 @@ def test_https_thumbprint_insecure_and_a_bad_thumbprint(tmp_path: Path, https_se
     saved["tls"] = {"insecure": False, "thumbprint": wrong, "ca_file": None}
     c.login_file.write_text(json.dumps(saved))
     failed(c("library", "ls"), 7, "does not match")
+
+
+def test_a_reader_that_goes_away_is_no_traceback(cli: Cli) -> None:
+    """`contentlib library ls | head -1`: stdout closed before the command writes (click pacifies the pipe)."""
+    proc = subprocess.Popen(
+        cli.command("library", "ls", "--json"), env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
