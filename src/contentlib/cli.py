@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from contentlib import tls
+from contentlib.client.commands import COMMANDS
 from contentlib.config import Settings, parse_listen
 from contentlib.services import roles
 from contentlib.services.auth import hash_password, revocations
@@ -367,3 +368,7 @@ def user_remove(name: str, data_dir: Path, database: str | None) -> None:
 def user_list(data_dir: Path, database: str | None) -> None:
     for row in _with_store(_user_settings(data_dir, database), lambda s: s.list_users()):
         click.echo(f"{row['name']}\t{row['role']}")
+
+
+for _command in COMMANDS:  # contentlib login | logout | library | item | session: the /api client (docs/cli.md)
+    main.add_command(_command)
