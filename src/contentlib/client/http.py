@@ -95,8 +95,8 @@ async def ssl_for(url: str, tls: Tls) -> aiohttp.Fingerprint | ssl.SSLContext | 
     host, port = parts.hostname or "", parts.port or 443
     try:
         if tls.thumbprint:
-            der = await vcsp_client._handshake(host, port, vcsp_client._unverified())
-            if not vcsp_client._matches(tls.thumbprint, der):
+            der = await vcsp_client.handshake(host, port, vcsp_client.unverified_context())
+            if not vcsp_client.thumbprint_matches(tls.thumbprint, der):
                 raise CliError(
                     f"The certificate of {host}:{port} (SHA-1 thumbprint {vcsp_client.sha1_thumbprint(der)}) does "
                     f"not match the thumbprint {tls.thumbprint}.",
@@ -105,9 +105,9 @@ async def ssl_for(url: str, tls: Tls) -> aiohttp.Fingerprint | ssl.SSLContext | 
             return aiohttp.Fingerprint(hashlib.sha256(der).digest())
         context = ssl.create_default_context(cafile=tls.ca_file)
         try:
-            await vcsp_client._handshake(host, port, context)
+            await vcsp_client.handshake(host, port, context)
         except ssl.SSLCertVerificationError as e:
-            der = await vcsp_client._handshake(host, port, vcsp_client._unverified())
+            der = await vcsp_client.handshake(host, port, vcsp_client.unverified_context())
             raise CliError(
                 f"The certificate of {host}:{port} is not trusted ({e.verify_message}): log in with --thumbprint "
                 f"{vcsp_client.sha1_thumbprint(der)} to pin it, --ca-file, or --insecure.",

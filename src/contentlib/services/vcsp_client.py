@@ -86,7 +86,8 @@ def sha1_thumbprint(der: bytes) -> str:
     return ":".join(f"{b:02X}" for b in hashlib.sha1(der).digest())
 
 
-def _matches(pin: str, der: bytes) -> bool:
+def thumbprint_matches(pin: str, der: bytes) -> bool:
+    """Whether `pin` (a SHA-1 or SHA-256 thumbprint, colons and spaces optional) is that of the certificate `der`."""
     digest = pin.replace(":", "").replace(" ", "").lower()
     return digest in (hashlib.sha1(der).hexdigest(), hashlib.sha256(der).hexdigest())
 
@@ -146,8 +147,8 @@ class Publisher:
     async def _certificate(self, host: str, port: int) -> bytes:
         pin = self.subscription.thumbprint
         if pin:
-            der = await _handshake(host, port, _unverified())
-            if not _matches(pin, der):
+            der = await handshake(host, port, unverified_context())
+            if not thumbprint_matches(pin, der):
                 raise ProbeError(
                     "CERTIFICATE_ERROR",
                     f"The certificate of {host}:{port} (SHA-1 thumbprint {sha1_thumbprint(der)}) does not match "
@@ -159,9 +160,9 @@ class Publisher:
         if self.subscription.trusted:
             context.load_verify_locations(cadata="\n".join(self.subscription.trusted))
         try:
-            return await _handshake(host, port, context)
+            return await handshake(host, port, context)
         except ssl.SSLCertVerificationError as e:
-            der = await _handshake(host, port, _unverified())
+            der = await handshake(host, port, unverified_context())
             raise ProbeError(
                 "CERTIFICATE_ERROR",
                 f"The certificate of {host}:{port} is not trusted ({e.verify_message}): give its SHA-1 thumbprint "
@@ -285,14 +286,15 @@ class Publisher:
         )
 
 
-def _unverified() -> ssl.SSLContext:
+def unverified_context() -> ssl.SSLContext:
+    """A client context that checks nothing: for reading a certificate whose thumbprint is compared after."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context
 
 
-async def _handshake(host: str, port: int, context: ssl.SSLContext) -> bytes:
+async def handshake(host: str, port: int, context: ssl.SSLContext) -> bytes:
     """The certificate `host:port` shows in a TLS handshake under `context`."""
     try:
         _, writer = await asyncio.wait_for(
