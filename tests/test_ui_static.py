@@ -1,5 +1,5 @@
 """The web UI's static files at /ui/ (src/contentlib/protocols/ui.py, docs/ui.md), with plain HTTP: content types,
-the Content-Security-Policy and caching headers (ETag, 304, HEAD), the redirect of /ui, 404 for a name that is no
+the Content-Security-Policy and caching headers (ETag, 304, HEAD), the redirects of / and /ui, 404 for a name that is no
 file of the UI, 405 for other methods, and no way out of the UI's folder (`..`, percent-encoded or not). The UI in
 a browser is tests/test_ui.py.
 """
@@ -71,6 +71,10 @@ def test_static_index_is_the_shell(server: ServerProcess) -> None:
 def test_static_redirect_and_errors(server: ServerProcess) -> None:
     r = requests.get(server.base + "/ui", allow_redirects=False, timeout=30)
     assert r.status_code == 301 and r.headers["Location"] == "/ui/"
+    r = requests.get(server.base + "/", allow_redirects=False, timeout=30)
+    assert r.status_code == 302 and r.headers["Location"] == "/ui/"
+    r = requests.post(server.base + "/", timeout=30)  # any other method on the root is no operation
+    assert r.status_code == 404 and r.json()["error_type"] == "OPERATION_NOT_FOUND"
     r = requests.get(server.base + "/ui/nothing.js", timeout=30)
     assert r.status_code == 404 and r.headers["Content-Type"].startswith("text/plain")
     assert "not a file of the web UI" in r.text

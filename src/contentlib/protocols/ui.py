@@ -64,6 +64,7 @@ class UiFiles:
 
     def routes(self) -> list[web.RouteDef]:
         return [
+            web.get("/", self.root),  # as vCenter's root leads people to the vSphere Client at /ui
             web.route("*", "/ui", self.redirect),
             web.route("*", r"/ui/{name:[\s\S]*}", self.serve),
         ]
@@ -72,6 +73,9 @@ class UiFiles:
         if request.method not in ("GET", "HEAD"):
             return _not_allowed()
         return web.Response(status=301, headers={"Location": PREFIX, **SECURITY_HEADERS})
+
+    async def root(self, _request: web.Request) -> web.StreamResponse:
+        return web.Response(status=302, headers={"Location": PREFIX, **SECURITY_HEADERS})
 
     async def serve(self, request: web.Request) -> web.StreamResponse:
         if request.method not in ("GET", "HEAD"):
