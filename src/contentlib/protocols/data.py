@@ -17,6 +17,7 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.helpers import ETag
 
 from contentlib import errors
+from contentlib.logs import OPERATION
 from contentlib.protocols import conditional
 from contentlib.protocols.http import internal, json_response
 from contentlib.services.download_sessions import DownloadSessions
@@ -44,6 +45,7 @@ class DataPlane:
         ]
 
     async def upload(self, request: web.Request) -> web.StreamResponse:
+        request[OPERATION] = "data.upload"
         try:
             await self.transfers.receive_upload(
                 request.match_info["token"],
@@ -58,6 +60,7 @@ class DataPlane:
         return web.Response(status=200)
 
     async def download(self, request: web.Request) -> web.StreamResponse:
+        request[OPERATION] = "data.download"
         try:
             token, name = request.match_info["token"], request.match_info["name"]
             blob_id = await self.download_sessions.open_download(token, name)

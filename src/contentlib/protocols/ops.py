@@ -1,0 +1,167 @@
+"""Operations endpoints: `/healthz`, `/readyz`, `/metrics`, `/api/openapi.json`; and the middleware every request
+passes through for its request id, its metrics and (with `--log-format json`) its access log line.
+
+The wire codecs name the operation a request resolved to in `request[logs.OPERATION]` (an operation-table id, or
+one of the fixed few in `metrics`); the middleware records it with the status, the time and the body bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.resources
+import logging
+import time
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from contentlib import logs, metrics
+from contentlib.protocols.host import Host
+from contentlib.protocols.http import json_response
+from contentlib.storage.blobs import BlobStore
+from contentlib.storage.sql import SqlStore
+
+access_log = logging.getLogger("contentlib.access")
+
+_STARTED = "contentlib.started"  # a request whose numbers are counted as its response is prepared
+READY_TIMEOUT = 3.0  # seconds each backend has to answer a readiness probe
+_HEALTHY = b'{"status":"alive"}'
+_JSON = {"Content-Type": "application/json"}
+
+
+def _openapi_document() -> dict[str, Any]:
+    text = importlib.resources.files("contentlib.protocols").joinpath("openapi.json").read_bytes()
+    document: dict[str, Any] = msgspec.json.decode(text)
+    return document
+
+
+class OpsApi:
+    def __init__(self, host: Host, store: SqlStore, blobs: BlobStore, log_requests: bool) -> None:
+        self.host = host
+        self.store = store
+        self.blobs = blobs
+        self.log_requests = log_requests  # one access line per request (JSON logs)
+        self._openapi: dict[str, Any] | None = None
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/healthz", self.healthz),
+            web.get("/readyz", self.readyz),
+            web.get("/metrics", self.metrics),
+            web.get("/api/openapi.json", self.openapi),
+        ]
+
+    # -- the endpoints ---------------------------------------------------------------------------------------
+    async def healthz(self, request: web.Request) -> web.StreamResponse:
+        """Alive: the process serves requests (no I/O, no credentials)."""
+        request[logs.OPERATION] = "ops.healthz"
+        return web.Response(body=_HEALTHY, headers=_JSON)
+
+    async def readyz(self, request: web.Request) -> web.StreamResponse:
+        """Ready: the database answers a trivial query and the blob store a cheap call, each within READY_TIMEOUT;
+        503 naming what is down otherwise."""
+        request[logs.OPERATION] = "ops.readyz"
+        database, blobs = await asyncio.gather(_probe(self.store.ping()), _probe(self.blobs.ready()))
+        checks = {"database": database, "blob_store": blobs}
+        down = [name for name, problem in checks.items() if problem is not None]
+        body: dict[str, Any] = {
+            "status": "unavailable" if down else "ready",
+            "checks": {name: problem or "ok" for name, problem in checks.items()},
+        }
+        if down:
+            body["down"] = down
+        return json_response(503 if down else 200, body)
+
+    async def metrics(self, request: web.Request) -> web.StreamResponse:
+        """The Prometheus exposition of every worker's counters (no credentials: a scrape target)."""
+        request[logs.OPERATION] = "ops.metrics"
+        try:
+            updates, downloads = await asyncio.wait_for(self.store.active_sessions(), READY_TIMEOUT)
+        except Exception as e:  # the counters are still worth a scrape while the database is down
+            logging.getLogger("contentlib.ops").warning("counting the active sessions failed: %s", _reason(e))
+            updates = downloads = -1
+        body = metrics.render(updates, downloads)
+        return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
+
+    async def openapi(self, request: web.Request) -> web.StreamResponse:
+        """The vendor's OpenAPI (Swagger 2.0) document cut down to what this server serves on /api, with `host`
+        and `schemes` of the address the request reached (no credentials, like /healthz: it holds nothing that is
+        not in the vendor's published document)."""
+        request[logs.OPERATION] = "ops.openapi"
+        if self._openapi is None:
+            self._openapi = _openapi_document()
+        scheme, _, host = self.host.base_url(request).partition("://")
+        document = {**self._openapi, "host": host.partition("/")[0], "schemes": [scheme]}
+        return json_response(200, document)
+
+    # -- every request ---------------------------------------------------------------------------------------
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        start = time.perf_counter()
+        request[logs.REQUEST_ID] = logs.request_id(request.headers.get(logs.HEADER))
+        token = logs.CURRENT.set(request)
+        status = 500
+        sent = 0
+        try:
+            response: web.StreamResponse = await handler(request)
+            if not response.prepared and response.content_length is None:
+                # A file (sendfile): its status, length and range are decided as aiohttp prepares it, after this.
+                request[_STARTED] = start
+                return response
+            status = response.status
+            sent = 0 if request.method == "HEAD" else response.content_length or response.body_length
+            return response
+        except web.HTTPException as e:  # aiohttp's own answers (a body over client_max_size...)
+            status = e.status
+            sent = e.content_length or 0
+            raise
+        except asyncio.CancelledError:  # the client went away
+            status = 499
+            raise
+        finally:
+            if _STARTED not in request:
+                self._finish(request, status, sent, start)
+            logs.CURRENT.reset(token)
+
+    async def on_response_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Every response says which request it answers (the id the logs name); a file's numbers are counted
+        here, once aiohttp has decided them."""
+        rid = request.get(logs.REQUEST_ID)
+        if rid is not None:
+            response.headers[logs.HEADER] = rid
+        start = request.pop(_STARTED, None)
+        if start is not None:
+            token = logs.CURRENT.set(request)
+            sent = 0 if request.method == "HEAD" else response.content_length or 0
+            self._finish(request, response.status, sent, start)
+            logs.CURRENT.reset(token)
+
+    def _finish(self, request: web.Request, status: int, sent: int, start: float) -> None:
+        seconds = time.perf_counter() - start
+        operation = request.get(logs.OPERATION, "unmatched")
+        metrics.record(operation, status, seconds, request.content.total_bytes, sent)
+        if self.log_requests:
+            access_log.info(
+                "%s %s %d",
+                request.method,
+                logs.loggable_path(request.path),
+                status,
+                extra={"fields": {"status": status, "duration_ms": round(seconds * 1000, 3)}},
+            )
+
+
+async def _probe(check: Any) -> str | None:
+    """None when the check passes in time, else why not."""
+    try:
+        await asyncio.wait_for(check, READY_TIMEOUT)
+    except TimeoutError:
+        return f"no answer within {READY_TIMEOUT:g} s"
+    except Exception as e:
+        return _reason(e)
+    return None
+
+
+def _reason(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text}"[:300] if text else type(e).__name__
