@@ -25,6 +25,8 @@ import requests
 from conftest import API_DIR, Api, ServerProcess
 from test_workers import children, connection_to, http_request
 
+from contentlib.metrics import FLUSH_EVERY
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import itertools
 
@@ -56,6 +58,13 @@ def scrape(base: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
         labels = frozenset(re.findall(r'(\w+)="([^"]*)"', m[2] or ""))
         samples[(m[1], labels)] = float(m[3])
     return samples
+
+
+def baseline(base: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """A scrape once every worker has written what it counted so far (they do four times a second): the numbers a
+    test's own requests are then added to, whichever worker later scrapes take."""
+    time.sleep(4 * FLUSH_EVERY)
+    return scrape(base)
 
 
 def value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
@@ -142,7 +151,7 @@ def test_metrics_are_the_sum_of_both_workers(two_workers: ServerProcess) -> None
     headers = {"vmware-api-session-id": api.session_id or ""}
     a, b = children(srv.proc.pid if srv.proc else 0)
     on_a, on_b = connection_to(srv, worker=a), connection_to(srv, worker=b)
-    before = scrape(srv.base)
+    before = baseline(srv.base)
     try:
         for _ in range(3):
             assert http_request(on_a, "GET", "/api/content/library", headers) == 200
@@ -191,9 +200,40 @@ def test_metrics_are_the_sum_of_both_workers(two_workers: ServerProcess) -> None
     assert not any("/" in dict(labels).get("operation", "") for _, labels in after)  # never a path
 
 
+def test_every_wire_protocol_names_its_operation(server: ServerProcess) -> None:
+    api = Api(server.base)
+    before = baseline(server.base)
+    assert api.get("/rest/com/vmware/content/library").status_code == 200  # the legacy dialect
+    assert api.get("/rest/content/library/x").status_code == 404  # the /api form under /rest
+    call = {"jsonrpc": "2.0", "id": 1, "method": "invoke",
+            "params": {"serviceId": "com.vmware.content.library", "operationId": "list",
+                       "input": {"STRUCTURE": {"operation-input": {}}}, "ctx": {"appCtx": {}}}}  # fmt: skip
+    assert api.post("/api", json=call).status_code == 200
+    assert api.post("/api", data=b"{").status_code == 200  # a JSON-RPC parse error: no operation
+    assert api.get("/sdk/vimServiceVersions.xml").status_code == 200
+    assert api.post("/api/openapi.json").status_code == 404  # only GET is the document
+    expected = {
+        ("com.vmware.content.library.list", "200"): 2,
+        ("com.vmware.content.library.get", "404"): 1,
+        ("unmatched", "200"): 1,
+        ("soap", "200"): 1,
+        ("unmatched", "404"): 1,
+    }
+
+    def grown() -> dict[tuple[str, str], float]:
+        after = scrape(server.base)
+        return {
+            key: value(after, "contentlib_requests_total", operation=key[0], status=key[1])
+            - value(before, "contentlib_requests_total", operation=key[0], status=key[1])
+            for key in expected
+        }
+
+    wait_until(lambda: grown() == expected, "the counts (the scrape may reach the other worker)")
+
+
 def test_bytes_of_an_upload_and_a_download(server: ServerProcess) -> None:
     api = Api(server.base)
-    before = scrape(server.base)
+    before = baseline(server.base)
     data = os.urandom(300_001)
     item = api.create_item()
     api.put_files(item, {"blob.bin": data})

@@ -74,27 +74,34 @@ class Totals(msgspec.Struct):
             self.events[name] = self.events.get(name, 0) + n
 
 
-class _Live:
-    """This process's numbers, flat for a cheap update per request (`totals()` shapes them as Totals)."""
+class _Op:
+    """One operation's numbers in this process."""
+
+    __slots__ = ("buckets", "received", "seconds", "sent", "statuses")
 
     def __init__(self) -> None:
-        self.requests: dict[tuple[str, int], int] = {}
-        self.buckets: dict[str, list[int]] = {}
-        self.seconds: dict[str, float] = {}
-        self.received: dict[str, int] = {}
-        self.sent: dict[str, int] = {}
+        self.statuses: dict[int, int] = {}
+        self.buckets = [0] * (len(BUCKETS) + 1)
+        self.seconds = 0.0
+        self.received = 0
+        self.sent = 0
+
+
+class _Live:
+    """This process's numbers, shaped for a cheap update per request (`totals()` makes them Totals)."""
+
+    def __init__(self) -> None:
+        self.ops: dict[str, _Op] = {}
         self.events: dict[str, int] = {}
 
     def totals(self) -> Totals:
-        requests: dict[str, dict[str, int]] = {}
-        for (op, status), n in self.requests.items():
-            requests.setdefault(op, {})[str(status)] = n
+        ops = self.ops.items()
         return Totals(
-            requests,
-            {op: list(c) for op, c in self.buckets.items()},
-            dict(self.seconds),
-            dict(self.received),
-            dict(self.sent),
+            {name: {str(status): n for status, n in o.statuses.items()} for name, o in ops},
+            {name: list(o.buckets) for name, o in ops},
+            {name: o.seconds for name, o in ops},
+            {name: o.received for name, o in ops if o.received},
+            {name: o.sent for name, o in ops if o.sent},
             dict(self.events),
         )
 
@@ -108,19 +115,15 @@ _decoder = msgspec.json.Decoder(Totals)
 def record(operation: str, status: int, seconds: float, received: int, sent: int) -> None:
     """One request's numbers."""
     global _dirty
-    t = _live
-    key = (operation, status)
-    t.requests[key] = t.requests.get(key, 0) + 1
-    buckets = t.buckets.get(operation)
-    if buckets is None:
-        buckets = t.buckets[operation] = [0] * (len(BUCKETS) + 1)
-        t.seconds[operation] = 0.0
-    buckets[bisect.bisect_left(BUCKETS, seconds)] += 1
-    t.seconds[operation] += seconds
-    if received:
-        t.received[operation] = t.received.get(operation, 0) + received
-    if sent:
-        t.sent[operation] = t.sent.get(operation, 0) + sent
+    o = _live.ops.get(operation)
+    if o is None:
+        o = _live.ops[operation] = _Op()
+    statuses = o.statuses
+    statuses[status] = statuses.get(status, 0) + 1
+    o.buckets[bisect.bisect_left(BUCKETS, seconds)] += 1
+    o.seconds += seconds
+    o.received += received
+    o.sent += sent
     _dirty = True
 
 

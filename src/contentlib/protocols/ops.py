@@ -103,14 +103,17 @@ class OpsApi:
         token = logs.CURRENT.set(request)
         status = 500
         sent = 0
+        deferred = False
         try:
             response: web.StreamResponse = await handler(request)
-            if not response.prepared and response.content_length is None:
-                # A file (sendfile): its status, length and range are decided as aiohttp prepares it, after this.
+            if isinstance(response, web.FileResponse) and not response.prepared:
+                # sendfile: its status, length and range are decided as aiohttp prepares it, after this
                 request[_STARTED] = start
+                deferred = True
                 return response
             status = response.status
-            sent = 0 if request.method == "HEAD" else response.content_length or response.body_length
+            if request.method != "HEAD":
+                sent = response.content_length or response.body_length
             return response
         except web.HTTPException as e:  # aiohttp's own answers (a body over client_max_size...)
             status = e.status
@@ -120,18 +123,19 @@ class OpsApi:
             status = 499
             raise
         finally:
-            if _STARTED not in request:
+            if not deferred:
                 self._finish(request, status, sent, start)
             logs.CURRENT.reset(token)
 
     async def on_response_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
         """Every response says which request it answers (the id the logs name); a file's numbers are counted
         here, once aiohttp has decided them."""
-        rid = request.get(logs.REQUEST_ID)
-        if rid is not None:
-            response.headers[logs.HEADER] = rid
-        start = request.pop(_STARTED, None)
-        if start is not None:
+        try:
+            response.headers[logs.HEADER] = request[logs.REQUEST_ID]  # set first thing by the middleware
+        except KeyError:  # a request that did not reach it
+            return
+        if isinstance(response, web.FileResponse) and (start := request.get(_STARTED)) is not None:
+            del request[_STARTED]
             token = logs.CURRENT.set(request)
             sent = 0 if request.method == "HEAD" else response.content_length or 0
             self._finish(request, response.status, sent, start)
@@ -139,7 +143,10 @@ class OpsApi:
 
     def _finish(self, request: web.Request, status: int, sent: int, start: float) -> None:
         seconds = time.perf_counter() - start
-        operation = request.get(logs.OPERATION, "unmatched")
+        try:
+            operation = request[logs.OPERATION]
+        except KeyError:  # no operation was found for the request
+            operation = "unmatched"
         metrics.record(operation, status, seconds, request.content.total_bytes, sent)
         if self.log_requests:
             access_log.info(
