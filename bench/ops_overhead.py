@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """What the ops middleware adds to a request (issue 13 point 3): request id, context variable, metrics (with a
-metrics directory, as `serve` runs it), the X-Request-Id header of `on_response_prepare`.
+metrics directory, as `serve` runs it), the X-Request-Id header.
 
     .venv/bin/python -m bench.ops_overhead [--requests N]
 
 A handler that returns a prepared-in-advance 200 is called N times on one aiohttp request built in memory, bare and
-through the middleware (plus the response-prepare hook), interleaved in rounds; the difference of the medians per
+through the middleware, interleaved in rounds; the difference of the medians per
 call is the middleware's cost. `--log-format json` adds one access line per request: measured too, into /dev/null.
 """
 
@@ -53,8 +53,7 @@ async def _measure(requests: int) -> dict[str, float]:
 
     async def through(ops: OpsApi) -> None:
         for _ in range(requests):
-            response = await ops.middleware(request, handler)
-            await ops.on_response_prepare(request, response)
+            await ops.middleware(request, handler)
 
     async def timed(run: Any) -> float:
         start = time.perf_counter()

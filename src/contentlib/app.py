@@ -112,12 +112,12 @@ class App:
         return url
 
     def web_app(self) -> web.Application:
-        app = web.Application(client_max_size=self.settings.max_api_body, middlewares=[self.ops.middleware])
-        app.on_response_prepare.append(self.ops.on_response_prepare)
+        app = web.Application(client_max_size=self.settings.max_api_body)
         # `[\s\S]`, not `.`: a path may hold a (percent-encoded) newline, and must still reach a handler that
         # answers with a vendor error rather than aiohttp's plain-text 404.
         app.add_routes(
-            [
+            self.ops.wrap(route)  # request ids, metrics, access lines
+            for route in [
                 *self.ops.routes(),  # before /api/{tail} and the catch-all
                 web.post("/api", self.jsonrpc.handle),
                 *self.data.routes(),

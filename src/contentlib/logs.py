@@ -24,6 +24,7 @@ FORMATS = ("text", "json")
 HEADER = "X-Request-Id"
 REQUEST_ID = "contentlib.request_id"  # the request's keys (web.Request is a mapping)
 OPERATION = "contentlib.operation"
+ON_PREPARED = "contentlib.on_prepared"  # called with a file response once aiohttp has prepared (sent) it
 CURRENT: ContextVar[web.BaseRequest | None] = ContextVar("contentlib_request", default=None)
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")

@@ -8,9 +8,11 @@ one of the fixed few in `metrics`); the middleware records it with the status, t
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.resources
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -23,8 +25,8 @@ from contentlib.storage.blobs import BlobStore
 from contentlib.storage.sql import SqlStore
 
 access_log = logging.getLogger("contentlib.access")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_STARTED = "contentlib.started"  # a request whose numbers are counted as its response is prepared
 READY_TIMEOUT = 3.0  # seconds each backend has to answer a readiness probe
 _HEALTHY = b'{"status":"alive"}'
 _JSON = {"Content-Type": "application/json"}
@@ -96,26 +98,41 @@ class OpsApi:
         return json_response(200, document)
 
     # -- every request ---------------------------------------------------------------------------------------
-    @web.middleware
-    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    def wrap(self, route: web.RouteDef) -> web.RouteDef:
+        """The route with its handler called through `middleware`. (Wrapped per route rather than as an aiohttp
+        middleware: with any of those, aiohttp adds one of its own to every request, a context manager, costing
+        about as much again. The catch-all route leaves aiohttp no request to answer by itself.)"""
+        handler = route.handler
+        middleware = self.middleware
+
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            return await middleware(request, handler)
+
+        return web.RouteDef(route.method, route.path, wrapped, route.kwargs)
+
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         start = time.perf_counter()
-        request[logs.REQUEST_ID] = logs.request_id(request.headers.get(logs.HEADER))
+        request[logs.REQUEST_ID] = rid = logs.request_id(request.headers.get(logs.HEADER))
         token = logs.CURRENT.set(request)
         status = 500
         sent = 0
         deferred = False
         try:
             response: web.StreamResponse = await handler(request)
-            if isinstance(response, web.FileResponse) and not response.prepared:
-                # sendfile: its status, length and range are decided as aiohttp prepares it, after this
-                request[_STARTED] = start
-                deferred = True
-                return response
+            if not response.prepared:  # (one streamed by its handler has the header already: data.send_content)
+                response.headers[logs.HEADER] = rid
+                if isinstance(response, web.FileResponse):
+                    # sendfile: its status, range and length are decided, and the file sent, as aiohttp prepares
+                    # it, after this (data.py's file responses call back)
+                    request[logs.ON_PREPARED] = functools.partial(self._file_sent, request, start)
+                    deferred = True
+                    return response
             status = response.status
             if request.method != "HEAD":
                 sent = response.content_length or response.body_length
             return response
         except web.HTTPException as e:  # aiohttp's own answers (a body over client_max_size...)
+            e.headers[logs.HEADER] = rid
             status = e.status
             sent = e.content_length or 0
             raise
@@ -127,19 +144,11 @@ class OpsApi:
                 self._finish(request, status, sent, start)
             logs.CURRENT.reset(token)
 
-    async def on_response_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
-        """Every response says which request it answers (the id the logs name); a file's numbers are counted
-        here, once aiohttp has decided them."""
-        try:
-            response.headers[logs.HEADER] = request[logs.REQUEST_ID]  # set first thing by the middleware
-        except KeyError:  # a request that did not reach it
-            return
-        if isinstance(response, web.FileResponse) and (start := request.get(_STARTED)) is not None:
-            del request[_STARTED]
-            token = logs.CURRENT.set(request)
-            sent = 0 if request.method == "HEAD" else response.content_length or 0
-            self._finish(request, response.status, sent, start)
-            logs.CURRENT.reset(token)
+    def _file_sent(self, request: web.Request, start: float, response: web.StreamResponse) -> None:
+        token = logs.CURRENT.set(request)
+        sent = 0 if request.method == "HEAD" else response.content_length or 0
+        self._finish(request, response.status, sent, start)
+        logs.CURRENT.reset(token)
 
     def _finish(self, request: web.Request, status: int, sent: int, start: float) -> None:
         seconds = time.perf_counter() - start
