@@ -413,3 +413,9 @@ def test_the_served_openapi_document_names_the_request_base(server: ServerProces
     served = r.json()
     assert served["host"] == f"127.0.0.1:{server.port}" and served["schemes"] == ["http"]
     assert {**served, "host": "localhost", "schemes": ["https"]} == committed()
+
+
+def test_the_openapi_document_behind_a_public_url(make_server: Callable[..., ServerProcess]) -> None:
+    srv = make_server(["--workers", "1", "--public-url", "https://lb.example:9443/content/"])
+    served = get(srv.base, "/api/openapi.json").json()
+    assert (served["host"], served["schemes"], served["basePath"]) == ("lb.example:9443", ["https"], "/content")

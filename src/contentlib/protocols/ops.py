@@ -93,8 +93,11 @@ class OpsApi:
         request[logs.OPERATION] = "ops.openapi"
         if self._openapi is None:
             self._openapi = _openapi_document()
-        scheme, _, host = self.host.base_url(request).partition("://")
-        document = {**self._openapi, "host": host.partition("/")[0], "schemes": [scheme]}
+        scheme, _, rest = self.host.base_url(request).partition("://")
+        host, slash, prefix = rest.partition("/")
+        document = {**self._openapi, "host": host, "schemes": [scheme]}
+        if prefix.strip("/"):  # a --public-url with a path: the paths are under it
+            document["basePath"] = slash + prefix.rstrip("/")
         return json_response(200, document)
 
     # -- every request ---------------------------------------------------------------------------------------
