@@ -12,6 +12,7 @@ import json
 import os
 import re
 import socket
+import struct
 import sys
 import time
 import uuid
@@ -252,6 +253,30 @@ def test_bytes_of_an_upload_and_a_download(server: ServerProcess) -> None:
     body = json.dumps({"library_item_id": item}).encode()  # what Api.download posts to create its session
     create = "com.vmware.content.library.item.download_session.create"
     assert grew(after, "contentlib_received_bytes_total", create) == len(body)
+
+
+def test_a_download_whose_client_goes_away_is_counted_as_499(server: ServerProcess) -> None:
+    api = Api(server.base)
+    item = api.create_item()
+    api.put_files(item, {"big.bin": os.urandom(24 * 1024 * 1024)})
+    ds = api.post(DS, json={"library_item_id": item}).json()
+    info = api.post(f"{DS}/{ds}/file?action=prepare", json={"file_name": "big.bin"}).json()
+    before = baseline(server.base)
+    path = info["download_endpoint"]["uri"].split(str(server.port), 1)[1]
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()  # a reset, with most of the file unsent
+
+    def gone() -> float:
+        s = scrape(server.base)
+        return value(s, "contentlib_requests_total", operation="data.download", status="499") - value(
+            before, "contentlib_requests_total", operation="data.download", status="499"
+        )
+
+    wait_until(lambda: gone() == 1, "the broken download counted")
 
 
 def test_active_sessions_go_up_and_down(server: ServerProcess) -> None:

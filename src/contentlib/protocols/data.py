@@ -144,10 +144,16 @@ class _FileResponse(web.FileResponse):
     after the handler returned it) once it is sent."""
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
-        writer = await super().prepare(request)
-        if (sent := request.get(ON_PREPARED)) is not None:
-            del request[ON_PREPARED]
-            sent(self)
+        sent = request.get(ON_PREPARED)
+        if sent is None:
+            return await super().prepare(request)
+        del request[ON_PREPARED]
+        try:
+            writer = await super().prepare(request)
+        except BaseException:  # the client went away
+            sent(self, False)
+            raise
+        sent(self, True)
         return writer
 
 

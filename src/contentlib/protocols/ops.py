@@ -139,7 +139,7 @@ class OpsApi:
             status = e.status
             sent = e.content_length or 0
             raise
-        except asyncio.CancelledError:  # the client went away
+        except (asyncio.CancelledError, ConnectionResetError):  # the client went away
             status = 499
             raise
         finally:
@@ -147,10 +147,14 @@ class OpsApi:
                 self._finish(request, status, sent, start)
             logs.CURRENT.reset(token)
 
-    def _file_sent(self, request: web.Request, start: float, response: web.StreamResponse) -> None:
+    def _file_sent(self, request: web.Request, start: float, response: web.StreamResponse, complete: bool) -> None:
+        """A file response was sent (`complete`), or its client went away meanwhile (499)."""
         token = logs.CURRENT.set(request)
-        sent = 0 if request.method == "HEAD" else response.content_length or 0
-        self._finish(request, response.status, sent, start)
+        if not complete:
+            self._finish(request, 499, response.body_length, start)
+        else:
+            sent = 0 if request.method == "HEAD" else response.content_length or 0
+            self._finish(request, response.status, sent, start)
         logs.CURRENT.reset(token)
 
     def _finish(self, request: web.Request, status: int, sent: int, start: float) -> None:
