@@ -16,11 +16,12 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from contentlib import operations, workers
+from contentlib import metrics, operations, workers
 from contentlib.config import Settings
 from contentlib.protocols.data import DataPlane
 from contentlib.protocols.jsonrpc import JsonRpcApi
 from contentlib.protocols.legacy_rest import LegacyRestApi
+from contentlib.protocols.ops import OpsApi
 from contentlib.protocols.rest import RestApi
 from contentlib.protocols.soap import SoapApi
 from contentlib.protocols.ui import UiFiles
@@ -79,6 +80,7 @@ class App:
         self.vcsp = VcspApi(feed, blobs)
         self.ui = UiFiles()  # the web UI's static files (docs/ui.md)
         self.persisted_feeds = FeedPersister(feed, self.store, blobs)
+        self.ops = OpsApi(self, self.store, blobs, log_requests=settings.log_format == "json")
         self._proxies = [ipaddress.ip_network(p, strict=False) for p in settings.trusted_proxies]
         self._background: list[asyncio.Task[None]] = []  # the sweeper, the transfer watchdog, the persisted feeds
         self._last_gc = 0.0
@@ -116,7 +118,9 @@ class App:
         # `[\s\S]`, not `.`: a path may hold a (percent-encoded) newline, and must still reach a handler that
         # answers with a vendor error rather than aiohttp's plain-text 404.
         app.add_routes(
-            [
+            self.ops.wrap(route)  # request ids, metrics, access lines
+            for route in [
+                *self.ops.routes(),  # before /api/{tail} and the catch-all
                 web.post("/api", self.jsonrpc.handle),
                 *self.data.routes(),
                 *self.vcsp.routes(),
@@ -161,6 +165,7 @@ class App:
             loop.create_task(self._sweep_forever()),
             loop.create_task(self._watch_transfers()),
             loop.create_task(self._persist_forever()),
+            loop.create_task(metrics.flush_forever()),
         ]
 
     async def stop(self) -> None:
@@ -176,6 +181,7 @@ class App:
             await self.update_sessions.transfers.http.close()
         await self.store.close()
         await self.core.blobs.close()
+        metrics.flush()
 
     async def _watch_transfers(self) -> None:
         """Every process stops its own stalled transfers (their connections are here), a few times per timeout, and
@@ -195,6 +201,7 @@ class App:
             await asyncio.sleep(self.settings.sweep_interval)
             try:
                 if await self.store.is_sweeper():  # one replica at a time
+                    metrics.count(metrics.SWEEPS)
                     await self.sweep()
             except Exception:
                 log.exception("sweep failed")
@@ -229,10 +236,12 @@ class App:
         a request that died). The listing is taken before the references are read: a blob's row is always written
         before the blob itself, so a blob in the listing whose row exists is seen as referenced."""
         self._last_gc = time.time()
+        metrics.count(metrics.GC_RUNS)
         listing = await self.core.blobs.list_ids()
         referenced = await self.store.referenced_blobs()
         removed = await self.core.blobs.delete_orphans([b for b in listing if b not in referenced], grace)
         if removed:
+            metrics.count(metrics.GC_REMOVED, removed)
             log.info("removed %d orphaned blob(s)", removed)
         return removed
 

@@ -17,6 +17,7 @@ import click
 from contentlib import tls
 from contentlib.client.commands import COMMANDS
 from contentlib.config import Settings, parse_listen
+from contentlib.logs import FORMATS
 from contentlib.services import roles
 from contentlib.services.auth import hash_password, revocations
 from contentlib.storage import open_store
@@ -155,6 +156,14 @@ def main() -> None:
     envvar="CONTENTLIB_WORKERS",
     help="Server processes on the one port (SO_REUSEPORT); each connection stays in the worker that accepted it.",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    envvar="CONTENTLIB_LOG_FORMAT",
+    help="json: one JSON object per log line, with the request id, and one access line per request.",
+)
 def serve(**options: Any) -> None:
     """Run the server."""
     from contentlib import startup
@@ -187,9 +196,12 @@ def _serve(
     header_timeout: float,
     startup_timeout: float,
     workers: int,
+    log_format: str,
 ) -> None:
-    from contentlib import startup
+    from contentlib import logs, metrics_dir, startup
     from contentlib.app import run
+
+    logs.configure(log_format)
 
     try:
         host, port = parse_listen(listen)
@@ -220,6 +232,7 @@ def _serve(
         public_url=public_url,
         trusted_proxies=tuple(p.strip() for p in trusted_proxies.split(",") if p.strip()),
         workers=workers,
+        log_format=log_format,
     )
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -240,7 +253,8 @@ def _serve(
             raise click.BadParameter(f"cannot serve TLS with {cert} and {key}: {e}") from None
         click.echo(f"TLS certificate {cert} (SHA-256 fingerprint {tls.fingerprint(cert)})")
         settings = dataclasses.replace(settings, tls_cert=cert)
-    run(settings, ssl_context)
+    with metrics_dir.fresh():
+        run(settings, ssl_context)
 
 
 def _with_store(settings: Settings, action: Callable[[SqlStore], Awaitable[T]]) -> T:

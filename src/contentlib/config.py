@@ -28,6 +28,7 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-Proto/-Host headers are believed
     workers: int = 1  # server processes on the port (`serve` defaults to one per CPU)
     tls_cert: Path | None = None  # the certificate served over https (None: plain http)
+    log_format: str = "text"  # or "json": one object per line, with the request id (contentlib.logs)
 
     @property
     def db_path(self) -> Path:

@@ -12,6 +12,7 @@ the contract. `kind` says where a parameter travels on /api:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -80,6 +81,11 @@ class Operation:
     status: int  # on success
     auth: bool = True  # needs a vmware-api-session-id
     privileges: tuple[str, ...] = ()  # what the caller's role must grant (PRIVILEGES)
+
+    @functools.cached_property
+    def id(self) -> str:
+        """`com.vmware.content.library.get`: how metrics and logs name the operation."""
+        return f"{self.service}.{self.name}"
 
     @property
     def fields_type(self) -> type[msgspec.Struct] | None:

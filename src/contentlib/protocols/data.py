@@ -17,6 +17,7 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.helpers import ETag
 
 from contentlib import errors
+from contentlib.logs import HEADER, ON_PREPARED, OPERATION, REQUEST_ID
 from contentlib.protocols import conditional
 from contentlib.protocols.http import internal, json_response
 from contentlib.services.download_sessions import DownloadSessions
@@ -44,6 +45,7 @@ class DataPlane:
         ]
 
     async def upload(self, request: web.Request) -> web.StreamResponse:
+        request[OPERATION] = "data.upload"
         try:
             await self.transfers.receive_upload(
                 request.match_info["token"],
@@ -58,6 +60,7 @@ class DataPlane:
         return web.Response(status=200)
 
     async def download(self, request: web.Request) -> web.StreamResponse:
+        request[OPERATION] = "data.download"
         try:
             token, name = request.match_info["token"], request.match_info["name"]
             blob_id = await self.download_sessions.open_download(token, name)
@@ -114,13 +117,15 @@ async def send_content(
     if path is not None:  # sendfile, ranges and HEAD by aiohttp
         if etag is not None:
             return _TaggedFileResponse(path, etag, use_range, headers)
-        return web.FileResponse(path, headers=headers)
+        return _FileResponse(path, headers=headers)
     start, end = span
     headers["Accept-Ranges"] = "bytes"
     if etag is not None:
         headers["ETag"] = etag
     if use_range and "Range" in request.headers and _parsed_range(request) is not None:
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    if (rid := request.get(REQUEST_ID)) is not None:  # prepared here: the ops middleware comes too late for it
+        headers[HEADER] = rid
     response = web.StreamResponse(status=206 if "Content-Range" in headers else 200, headers=headers)
     response.content_length = end - start
     await response.prepare(request)
@@ -134,7 +139,25 @@ async def send_content(
 _CONDITIONAL = ("If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since", "If-Range")
 
 
-class _TaggedFileResponse(web.FileResponse):
+class _FileResponse(web.FileResponse):
+    """aiohttp's FileResponse, telling the ops middleware its status, range and length (decided as it is prepared,
+    after the handler returned it) once it is sent."""
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        sent = request.get(ON_PREPARED)
+        if sent is None:
+            return await super().prepare(request)
+        del request[ON_PREPARED]
+        try:
+            writer = await super().prepare(request)
+        except BaseException:  # the client went away
+            sent(self, False)
+            raise
+        sent(self, True)
+        return writer
+
+
+class _TaggedFileResponse(_FileResponse):
     """aiohttp's FileResponse (sendfile, Range, HEAD) with the caller's entity tag as its only validator, in place of
     aiohttp's own (the file's mtime and size: another file on S3 than on disk, and unrelated to what a feed says):
     the conditional headers were evaluated by send_content, so aiohttp sees the request without them (and without

@@ -24,6 +24,7 @@ import msgspec
 from aiohttp import web
 
 from contentlib import errors
+from contentlib.logs import OPERATION
 from contentlib.operations import Operation
 from contentlib.protocols.host import Host
 from contentlib.protocols.http import close_if_unreadable, unreadable
@@ -219,6 +220,7 @@ class JsonRpcApi:
                 raise errors.operation_not_found(
                     f"The operation {service}.{operation} is not served by this server.", service, operation
                 )
+            request[OPERATION] = op.id
             ctx = await self._context(request, op, call.get("ctx"))
             kwargs = self._inputs(op, call["input"])
             result = await op.call(ctx, **kwargs)

@@ -27,6 +27,7 @@ import msgspec
 from aiohttp import web
 
 from contentlib import errors
+from contentlib.logs import OPERATION
 from contentlib.operations import Operation
 from contentlib.privileges import SESSION
 from contentlib.protocols.host import Host
@@ -166,6 +167,7 @@ class LegacyRestApi:
     async def _serve(self, request: web.Request) -> web.StreamResponse:
         try:
             bound, id_value = self._match(request)
+            request[OPERATION] = bound.op.id
             ctx = await self._authenticate(request, bound.op)
             kwargs = await self._inputs(request, bound, id_value)
             result = await bound.op.call(ctx, **kwargs)

@@ -17,6 +17,7 @@ import msgspec
 from aiohttp import web
 
 from contentlib import errors
+from contentlib.logs import OPERATION
 from contentlib.operations import Operation
 from contentlib.protocols.host import Host
 from contentlib.protocols.http import (
@@ -195,6 +196,7 @@ class RestApi:
     async def _serve(self, request: web.Request, path: str) -> web.StreamResponse:
         try:
             op, path_args = self.router.match(request.method, path, request.query, request.path)
+            request[OPERATION] = op.id
             ctx = await self._authenticate(request, op)
             kwargs = await self._inputs(request, op, path_args)
             result = await op.call(ctx, **kwargs)

@@ -28,6 +28,7 @@ from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden
 from defusedxml.ElementTree import DefusedXMLParser
 
 from contentlib import errors
+from contentlib.logs import OPERATION
 from contentlib.protocols.host import Host
 from contentlib.protocols.http import close_if_unreadable, read_body
 from contentlib.protocols.vim_collector import PropertyCollector, filter_specs, retrieve_options
@@ -285,9 +286,11 @@ class SoapApi:
         }
 
     async def versions(self, request: web.Request) -> web.StreamResponse:
+        request[OPERATION] = "soap"
         return web.Response(body=self._versions, headers=_HEADERS)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        request[OPERATION] = "soap"
         status, cookie = 200, None
         try:
             if request.method != "POST":

@@ -16,6 +16,7 @@ import msgspec
 from aiohttp import web
 
 from contentlib import errors
+from contentlib.logs import OPERATION
 from contentlib.protocols import conditional
 from contentlib.protocols.data import send_blob, send_bytes
 from contentlib.protocols.http import JSON_HEADERS, basic_credentials, header, internal, json_response
@@ -54,6 +55,7 @@ class VcspApi:
         """The handler, called with the published library once the caller may read it."""
 
         async def handle(request: web.Request) -> web.StreamResponse:
+            request[OPERATION] = "vcsp"
             try:
                 library = await self.feed.library(request.match_info["library_id"], _credentials(request))
                 return await handler(request, library)

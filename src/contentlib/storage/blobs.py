@@ -90,6 +90,11 @@ class BlobStore(Protocol):
         """Where a document is, as a URI (`file:///...`, `s3://bucket/key`)."""
         ...
 
+    async def ready(self) -> None:
+        """A cheap call that raises when the storage cannot be used (`/readyz`): the blob directory is there and
+        writable; the bucket answers."""
+        ...
+
     async def close(self) -> None: ...
 
 

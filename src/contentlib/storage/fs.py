@@ -168,6 +168,15 @@ class FileBlobStore:
 
         return int(await run_blocking(delete_them))
 
+    async def ready(self) -> None:
+        def check() -> None:
+            if not self.root.is_dir():
+                raise FileNotFoundError(f"{self.root} is not a directory")
+            if not os.access(self.root, os.W_OK | os.X_OK):
+                raise PermissionError(f"{self.root} is not writable")
+
+        await run_blocking(check)
+
     def location(self) -> str:
         return self.root.resolve().as_uri() + "/"
 

@@ -131,6 +131,9 @@ class S3BlobStore:
                 if e.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                     raise
 
+    async def ready(self) -> None:
+        await self.client.head_bucket(Bucket=self.bucket)
+
     def _key(self, blob_id: str) -> str:
         return f"{self.prefix}/blobs/{blob_id}" if self.prefix else f"blobs/{blob_id}"
 

@@ -106,6 +106,18 @@ class SqlStore(SyncQueries):
         """Whether this process runs the sweeper (with one database per process: always)."""
         return True
 
+    async def ping(self) -> None:
+        """A trivial query: raises when the database cannot be reached (`/readyz`)."""
+        await self._one("SELECT 1 AS one")
+
+    async def active_sessions(self) -> tuple[int, int]:
+        """How many update and download sessions are ACTIVE (`/metrics`)."""
+        row = await self._one(
+            "SELECT (SELECT count(*) FROM update_sessions WHERE state='ACTIVE') AS updates, "
+            "(SELECT count(*) FROM download_sessions WHERE state='ACTIVE') AS downloads"
+        )
+        return (int(row["updates"]), int(row["downloads"])) if row else (0, 0)
+
     async def _insert(self, table: str, row: Row) -> None:
         cols = ",".join(row)
         marks = ",".join("?" * len(row))
