@@ -213,7 +213,11 @@ def test_every_wire_protocol_names_its_operation(server: ServerProcess) -> None:
     assert api.post("/api", data=b"{").status_code == 200  # a JSON-RPC parse error: no operation
     assert api.get("/sdk/vimServiceVersions.xml").status_code == 200
     assert api.post("/api/openapi.json").status_code == 404  # only GET is the document
+    assert api.get("/ui/").status_code == 200  # the web UI's files
+    assert api.get("/", allow_redirects=False).status_code == 302
     expected = {
+        ("ui", "200"): 1,
+        ("ui", "302"): 1,
         ("com.vmware.content.library.list", "200"): 2,
         ("com.vmware.content.library.get", "404"): 1,
         ("unmatched", "200"): 1,

@@ -159,7 +159,8 @@ def item_push(
             item_info = result["item"]
             say(
                 f"Pushed {len(result['files'])} file(s), {size(result['bytes'])}, to "
-                f"{result['library']}/{item_info['name']} ({item_info['id']}), content version {item_info['content_version']}"
+                f"{result['library']}/{item_info['name']} ({item_info['id']}), "
+                f"content version {item_info['content_version']}"
                 + (f"; removed {', '.join(result['removed'])}." if result["removed"] else ".")
             )
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from contentlib.logs import OPERATION
 from contentlib.protocols import conditional
 
 ROOT = Path(__file__).resolve().parent.parent / "ui"
@@ -70,14 +71,17 @@ class UiFiles:
         ]
 
     async def redirect(self, request: web.Request) -> web.StreamResponse:
+        request[OPERATION] = "ui"
         if request.method not in ("GET", "HEAD"):
             return _not_allowed()
         return web.Response(status=301, headers={"Location": PREFIX, **SECURITY_HEADERS})
 
-    async def root(self, _request: web.Request) -> web.StreamResponse:
+    async def root(self, request: web.Request) -> web.StreamResponse:
+        request[OPERATION] = "ui"
         return web.Response(status=302, headers={"Location": PREFIX, **SECURITY_HEADERS})
 
     async def serve(self, request: web.Request) -> web.StreamResponse:
+        request[OPERATION] = "ui"
         if request.method not in ("GET", "HEAD"):
             return _not_allowed()
         asset = self.assets.get(request.match_info["name"])
