@@ -4,18 +4,17 @@ line on stderr and exit status 2, never a traceback (nor aiohttp's "Unclosed cli
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 import requests
 from conftest import ADMIN_PASSWORD, S3_ENV, create_database, free_port
+from forwarder import Forwarder
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 PG = f"postgresql://postgres@{PG_HOST}:{PG_PORT}"  # the tests' server (scripts/ensure-postgres.sh)
@@ -81,49 +80,10 @@ def test_a_port_in_use_and_a_data_dir_that_is_a_file(tmp_path: Path) -> None:
     one_line_failure(done, "cannot use the data dir")
 
 
-class LateForwarder:
-    """A TCP port that refuses connections until `open()`, then forwards them to PostgreSQL."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.server: socket.socket | None = None
-
-    def open(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", self.port))
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        assert self.server is not None
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection((PG_HOST, PG_PORT))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(a: socket.socket, b: socket.socket) -> None:
-        try:
-            while data := a.recv(65536):
-                b.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (a, b):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-
-
 def test_a_database_that_comes_up_late_is_waited_for(tmp_path: Path) -> None:
     """PostgreSQL (the one the tests use) behind a port that opens 2 s after the server started."""
     url = create_database(PG)
-    late = LateForwarder()
+    late = Forwarder(PG_HOST, PG_PORT)  # refuses connections until open()
     dsn = url.replace("127.0.0.1:5432", f"127.0.0.1:{late.port}").replace("localhost:5432", f"127.0.0.1:{late.port}")
     assert str(late.port) in dsn, url
     port = free_port()
@@ -146,5 +106,5 @@ def test_a_database_that_comes_up_late_is_waited_for(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=60)
-        late.close()
+        late.cut()
     assert "is not reachable yet" in out and "Traceback" not in out, out
