@@ -13,6 +13,7 @@ import click
 
 from contentlib.client import login
 from contentlib.client.http import CONFLICT, INTERRUPTED, NOT_FOUND, ApiError, Client, CliError
+from contentlib.client.output import print_json, say
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -66,6 +67,14 @@ async def get_all(api: Client, paths: list[str], parallel: int = 8) -> list[Any]
             return await api.get(path)
 
     return list(await asyncio.gather(*(one(p) for p in paths)))
+
+
+async def created(api: Client, path: str, new_id: str, as_json: bool) -> None:
+    """What a command that made something prints: its id, or with --json its info (GET `path`/`new_id`)."""
+    if as_json:
+        print_json(await api.get(f"{path}/{new_id}"))
+    else:
+        say(str(new_id))
 
 
 async def library(api: Client, ref: str) -> dict[str, Any]:

@@ -118,10 +118,7 @@ def item_cp(ref: str, lib: str, name: str | None, as_json: bool) -> None:
         dest = await common.library(api, lib)
         spec = {"library_id": dest["id"], "name": name or found["name"]}
         copy_id = await api.post(f"{ITEM}/{found['id']}", spec, action="copy")
-        if as_json:
-            print_json(await api.get(f"{ITEM}/{copy_id}"))
-        else:
-            say(str(copy_id))
+        await common.created(api, ITEM, copy_id, as_json)
 
     run(action)
 

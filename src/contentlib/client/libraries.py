@@ -145,10 +145,7 @@ def library_create(
         if publish:
             spec["publish_info"] = _publish_info(password)
         lib_id = await api.post(LOCAL, spec)
-        if as_json:
-            print_json(await api.get(f"{LIB}/{lib_id}"))
-        else:
-            say(str(lib_id))
+        await common.created(api, LIB, lib_id, as_json)
 
     run(action)
 
@@ -234,10 +231,7 @@ def library_subscribe(
             "subscription_info": info,
         }
         lib_id = await api.post(SUBSCRIBED, spec)
-        if as_json:
-            print_json(await api.get(f"{LIB}/{lib_id}"))
-        else:
-            say(str(lib_id))
+        await common.created(api, LIB, lib_id, as_json)
 
     run(action)
 
