@@ -176,12 +176,10 @@ def test_served_rest_operation_is_routed(api: Api, operation: tuple[str, str, di
     assert r.status_code in listed, f"{method} {path}: {r.status_code} not in {sorted(listed)}: {r.text}"
 
 
-@pytest.mark.parametrize("operation", [op for op in OPERATIONS if op not in SERVED], ids=op_id)
-def test_rest_operation_not_served_on_api_is_not_served_here(
-    api: Api, operation: tuple[str, str, dict[str, Any]]
-) -> None:
-    method, path, op = operation
-    check_error(send(api, method, path, op, str(uuid.uuid4())), "OPERATION_NOT_FOUND")
+def test_every_rest_operation_of_the_content_api_is_served() -> None:
+    """Every content /rest operation of the Swagger file has its /api replacement served here (subscriptions, the
+    last ones, came with issue 12); one that is not would have to answer OPERATION_NOT_FOUND."""
+    assert [op_id(op) for op in OPERATIONS if op not in SERVED] == []
 
 
 @pytest.mark.parametrize(
