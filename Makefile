@@ -31,12 +31,15 @@ test: lint
 	PATH=$(CURDIR)/$(BIN):$$PATH bash scripts/with-services.sh $(MAKE) --no-print-directory test-backends
 
 # Both passes; PostgreSQL and S3 are up (the backend-suite and replica tests use them in the first pass too). The
-# full-disk tests fill a local tmpfs: they belong to the first pass only.
+# full-disk tests fill a local tmpfs: they belong to the first pass only. The CLI client's and the web UI's tests
+# (clients of /api, whose every operation the second pass runs on PostgreSQL + S3) run in the first pass only too.
+SECOND_PASS_IGNORE := test_store_backends.py test_replicas.py test_full_disk.py \
+	test_cli.py test_cli_transfer.py test_ui.py test_ui_static.py
+
 test-backends:
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 	CONTENTLIB_TEST_PG=$(TEST_PG) CONTENTLIB_TEST_S3=$(TEST_S3) $(BIN)/python -m pytest -n 2 --dist loadgroup \
-		--ignore tests/test_store_backends.py --ignore tests/test_replicas.py --ignore tests/test_full_disk.py \
-		$(PYTEST_ARGS)
+		$(addprefix --ignore tests/,$(SECOND_PASS_IGNORE)) $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(ARGS)

@@ -10,18 +10,20 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from contentlib import tls
 from contentlib.client.commands import COMMANDS
 from contentlib.config import Settings, parse_listen
 from contentlib.logs import FORMATS
 from contentlib.services import roles
-from contentlib.services.auth import hash_password, revocations
-from contentlib.storage import open_store
-from contentlib.storage.sql import SqlStore
+
+if TYPE_CHECKING:
+    from contentlib.storage.sql import SqlStore
+
+# The server's modules (TLS, password hashing, the stores) are imported by the commands that use them, so that a
+# client command (`contentlib item ls ...`) starts without loading them.
 
 T = TypeVar("T")
 
@@ -198,7 +200,7 @@ def _serve(
     workers: int,
     log_format: str,
 ) -> None:
-    from contentlib import logs, metrics_dir, startup
+    from contentlib import logs, metrics_dir, startup, tls
     from contentlib.app import run
 
     logs.configure(log_format)
@@ -259,6 +261,7 @@ def _serve(
 
 def _with_store(settings: Settings, action: Callable[[SqlStore], Awaitable[T]]) -> T:
     """Run `action` on the Store the settings name, then close it."""
+    from contentlib.storage import open_store
 
     async def run_it() -> T:
         store = await open_store(settings)
@@ -271,6 +274,8 @@ def _with_store(settings: Settings, action: Callable[[SqlStore], Awaitable[T]]) 
 
 
 def _bootstrap_admin(settings: Settings) -> None:
+    from contentlib.services.auth import hash_password
+
     async def bootstrap(store: SqlStore) -> None:
         if await store.list_users():
             return
@@ -293,8 +298,16 @@ def _bootstrap_admin(settings: Settings) -> None:
 def _revoke(data_dir: Path) -> None:
     """Make the server processes using `data_dir` on this machine read sessions and roles again at once (others
     within the two seconds they cache them)."""
+    from contentlib.services.auth import revocations
+
     if data_dir.is_dir():
         revocations(data_dir).bump()
+
+
+def _new_password_hash() -> str:
+    from contentlib.services.auth import hash_password
+
+    return hash_password(_read_password())
 
 
 def _read_password() -> str:
@@ -332,7 +345,7 @@ _ROLE_HELP = f"one of {', '.join(roles.ROLES)} (vCenter's labels, like Read-only
 @data_dir_option
 @database_option
 def user_add(name: str, role: str, data_dir: Path, database: str | None) -> None:
-    password_hash = hash_password(_read_password())
+    password_hash = _new_password_hash()
     settings = _user_settings(data_dir, database)
     if not _with_store(settings, lambda s: s.add_user(name, password_hash, time.time(), role)):
         raise click.ClickException(f"user {name} already exists")
@@ -360,7 +373,7 @@ def user_passwd(name: str, data_dir: Path, database: str | None) -> None:
     settings = _user_settings(data_dir, database)
     if _with_store(settings, lambda s: s.get_user(name)) is None:
         raise click.ClickException(f"no user {name}")
-    password_hash = hash_password(_read_password())
+    password_hash = _new_password_hash()
     _with_store(settings, lambda s: s.set_password(name, password_hash))
     click.echo(f"changed the password of {name}")
 

@@ -11,8 +11,6 @@ from contentlib.client import common
 from contentlib.client.common import ITEM, json_option, run
 from contentlib.client.http import Client
 from contentlib.client.output import fields, print_json, say, size, table
-from contentlib.client.pull import pull
-from contentlib.client.push import PushOptions, push
 
 
 @click.group()
@@ -146,6 +144,8 @@ def item_push(
 ) -> None:
     """Upload FILE (an ISO, any file, an OVA), DIR (an OVF folder) or URL (the server fetches it) into LIB, in one
     update session; the item is created when LIB has none of that name."""
+    from contentlib.client.push import PushOptions, push  # (the OVF reader and cryptography: only for a push)
+
     options = PushOptions(source, name, item_type, description, ignore_warnings, retries, as_json, keep)
 
     async def action(api: Client) -> None:
@@ -173,6 +173,8 @@ def item_pull(ref: str, directory: Path, retries: int, as_json: bool) -> None:
     """Download the files of ITEM into DIR (created if missing), checksums verified."""
 
     async def action(api: Client) -> None:
+        from contentlib.client.pull import pull
+
         found = await common.item(api, ref)
         files = await pull(api, found, directory, retries, as_json)
         if as_json:
