@@ -179,14 +179,22 @@ def test_metrics_are_the_sum_of_both_workers(two_workers: ServerProcess) -> None
             for op, st in expected
         }
 
-    # Each worker writes its totals four times a second: wait for the other worker's. (No operation the start or
-    # the login used: their counts may still be on their way into `before`.)
-    try:
-        wait_until(lambda: counts(scrape(srv.base)) == expected, "the counts of both workers")
-    except AssertionError:
-        raise AssertionError(f"{counts(scrape(srv.base))} != {expected}") from None
+    # Each worker writes its totals four times a second: wait for a scrape with the other worker's (the next scrape
+    # may reach the other worker, which may not have read the first one's latest totals yet: everything below is
+    # checked on that one scrape). No operation the start or the login used: their counts may still be on their way
+    # into `before`.
+    scrapes: list[Any] = []
 
-    after = scrape(srv.base)
+    def complete() -> bool:
+        scrapes.append(scrape(srv.base))
+        return counts(scrapes[-1]) == expected
+
+    try:
+        wait_until(complete, "the counts of both workers")
+    except AssertionError:
+        raise AssertionError(f"{counts(scrapes[-1])} != {expected}") from None
+
+    after = scrapes[-1]
     op = "com.vmware.content.library.list"
     n = value(after, "contentlib_request_duration_seconds_count", operation=op)
     assert n - value(before, "contentlib_request_duration_seconds_count", operation=op) == 9
@@ -247,16 +255,21 @@ def test_bytes_of_an_upload_and_a_download(server: ServerProcess) -> None:
     def grew(samples: Any, name: str, op: str) -> float:
         return value(samples, name, operation=op) - value(before, name, operation=op)
 
-    wait_until(
-        lambda: grew(scrape(server.base), "contentlib_sent_bytes_total", "data.download") == len(data),
-        "the download's bytes",
-    )
-    after = scrape(server.base)
-    assert grew(after, "contentlib_received_bytes_total", "data.upload") == len(data)
-    assert value(after, "contentlib_requests_total", operation="data.upload", status="200") >= 1
     body = json.dumps({"library_item_id": item}).encode()  # what Api.download posts to create its session
     create = "com.vmware.content.library.item.download_session.create"
-    assert grew(after, "contentlib_received_bytes_total", create) == len(body)
+    wanted = {
+        ("contentlib_sent_bytes_total", "data.download"): len(data),
+        ("contentlib_received_bytes_total", "data.upload"): len(data),
+        ("contentlib_received_bytes_total", create): len(body),
+    }
+    scrapes: list[Any] = []  # (the scrape may reach the other worker, which reads this one's totals 4 times a second)
+
+    def complete() -> bool:
+        scrapes.append(scrape(server.base))
+        return {key: grew(scrapes[-1], *key) for key in wanted} == wanted
+
+    wait_until(complete, "the upload's and the download's bytes")
+    assert value(scrapes[-1], "contentlib_requests_total", operation="data.upload", status="200") >= 1
 
 
 def test_a_download_whose_client_goes_away_is_counted_as_499(server: ServerProcess) -> None:
