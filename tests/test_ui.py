@@ -572,3 +572,15 @@ def test_ui_over_https_uploads_with_checksum(browser: Any, https_server: ServerP
         assert api.download(item, "small.txt") == path.read_bytes()
     finally:
         context.close()
+
+
+def test_delete_item_then_library(page: Any, server: ServerProcess, api: Api) -> None:
+    lib = api.create_library()
+    item = api.create_item(lib, "ui-doomed")
+    logged_in(page, server, f"#/item/{item}")
+    page.click("button.danger:text-is('Delete item')")  # the confirm() is accepted (the page fixture)
+    page.wait_for_url(f"**#/library/{lib}")
+    assert api.get(f"/api/content/library/item/{item}").status_code == 404
+    page.click("button.danger:text-is('Delete library')")
+    page.wait_for_url("**#/libraries")
+    assert api.get(f"/api/content/library/{lib}").status_code == 404

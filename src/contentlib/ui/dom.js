@@ -87,3 +87,27 @@ export function modal(title, { onclose } = {}) {
 export function errorBox(message) {
   return h("p.error", { role: "alert" }, message);
 }
+
+// A "Delete ..." button: asks `question`, runs `remove`, shows the server's refusal beside the button.
+export function deleteButton(label, question, remove) {
+  const error = h("span");
+  return h(
+    "div",
+    h(
+      "button.danger",
+      {
+        type: "button",
+        onclick: async () => {
+          if (!confirm(question)) return;
+          try {
+            await remove();
+          } catch (err) {
+            clear(error, errorBox(err.message));
+          }
+        },
+      },
+      label,
+    ),
+    error,
+  );
+}

@@ -1,6 +1,6 @@
 // An item's page: its facts, its files (size, checksum, a download link each) and its update-session history.
 import * as api from "./api.js";
-import { clear, errorBox, formatBytes, formatTime, h, table } from "./dom.js";
+import { clear, deleteButton, errorBox, formatBytes, formatTime, h, table } from "./dom.js";
 import { uploadDialog } from "./upload.js";
 
 const STATE_CLASS = { DONE: "ok", ACTIVE: "info", ERROR: "bad", CANCELED: "muted" };
@@ -164,30 +164,13 @@ export async function itemPage(main, id) {
         "Content changes",
       ),
     ),
-    local && h("div.danger-zone", deleteItemButton(item)),
-  );
-}
-
-function deleteItemButton(item) {
-  const error = h("span");
-  return h(
-    "div",
-    h(
-      "button.danger",
-      {
-        type: "button",
-        onclick: async () => {
-          if (!confirm(`Delete the item “${item.name}”?`)) return;
-          try {
-            await api.del(`/content/library/item/${item.id}`);
-            location.hash = `#/library/${item.library_id}`;
-          } catch (err) {
-            clear(error, errorBox(err.message));
-          }
-        },
-      },
-      "Delete item",
-    ),
-    error,
+    local &&
+      h(
+        "div.danger-zone",
+        deleteButton("Delete item", `Delete the item “${item.name}”?`, async () => {
+          await api.del(`/content/library/item/${item.id}`);
+          location.hash = `#/library/${item.library_id}`;
+        }),
+      ),
   );
 }

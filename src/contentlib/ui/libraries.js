@@ -1,6 +1,6 @@
 // The libraries list, a library's page (its items, its published URL) and the "new library" dialog.
 import * as api from "./api.js";
-import { clear, errorBox, formatBytes, formatTime, h, modal, table } from "./dom.js";
+import { clear, deleteButton, errorBox, formatBytes, formatTime, h, modal, table } from "./dom.js";
 import { uploadDialog } from "./upload.js";
 
 const TYPE_LABEL = { LOCAL: "Local", SUBSCRIBED: "Subscribed" };
@@ -183,30 +183,13 @@ export async function libraryPage(main, id) {
         "Items",
       ),
     ),
-    local && h("div.danger-zone", deleteLibraryButton(lib)),
-  );
-}
-
-function deleteLibraryButton(lib) {
-  const error = h("span");
-  return h(
-    "div",
-    h(
-      "button.danger",
-      {
-        type: "button",
-        onclick: async () => {
-          if (!confirm(`Delete the library “${lib.name}” and all its items?`)) return;
-          try {
-            await api.del(`/content/local-library/${lib.id}`);
-            location.hash = "#/libraries";
-          } catch (err) {
-            clear(error, errorBox(err.message));
-          }
-        },
-      },
-      "Delete library",
-    ),
-    error,
+    local &&
+      h(
+        "div.danger-zone",
+        deleteButton("Delete library", `Delete the library “${lib.name}” and all its items?`, async () => {
+          await api.del(`/content/local-library/${lib.id}`);
+          location.hash = "#/libraries";
+        }),
+      ),
   );
 }
